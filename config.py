@@ -1,0 +1,75 @@
+"""Settings: every value the app reads, from environment variables (app settings in Azure,
+local.settings.json "Values" under the local host).
+
+Nothing is read at import time: call get_settings(). Every field is documented in
+local.settings.json.example, and a test keeps the two lists the same.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Literal, Optional
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# Queue names are part of the product's design; the trigger decorators need them at import,
+# so they are constants rather than settings.
+JOBS_QUEUE = "geospatial-jobs"
+TASKS_QUEUE = "geospatial-tasks"
+SERVICE_BUS_CONNECTION = "ServiceBusConnection"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(extra="ignore", populate_by_name=True)
+
+    # PostgreSQL. Unset: the embedded PostgreSQL (pgserver, a development dependency) in
+    # EMBEDDED_PG_DIR. Set: any PostgreSQL, as a libpq connection URI or key=value string.
+    database_url: Optional[str] = Field(default=None, alias="DATABASE_URL")
+    embedded_pg_dir: str = Field(default=".local/pgdata", alias="EMBEDDED_PG_DIR")
+    db_pool_min_size: int = Field(default=1, ge=0, alias="DB_POOL_MIN_SIZE")
+    db_pool_max_size: int = Field(default=10, ge=1, alias="DB_POOL_MAX_SIZE")
+
+    # Queues: "servicebus" (Azure Service Bus) or "embedded" (a queue table in the same
+    # PostgreSQL, for local runs and tests). Unset: servicebus when a connection is set.
+    queue_backend: Optional[Literal["servicebus", "embedded"]] = Field(
+        default=None, alias="QUEUE_BACKEND"
+    )
+    service_bus_connection: Optional[str] = Field(default=None, alias=SERVICE_BUS_CONNECTION)
+    service_bus_namespace: Optional[str] = Field(
+        default=None, alias="ServiceBusConnection__fullyQualifiedNamespace"
+    )
+
+    # Embedded queue: Service Bus's own defaults (lock 60 s, 10 deliveries).
+    queue_lock_seconds: float = Field(default=60.0, gt=0, alias="QUEUE_LOCK_SECONDS")
+    queue_max_delivery_count: int = Field(default=10, ge=1, alias="QUEUE_MAX_DELIVERY_COUNT")
+
+    # Local host: how many messages of each queue run at once.
+    local_job_concurrency: int = Field(default=2, ge=1, alias="LOCAL_JOB_CONCURRENCY")
+    local_task_concurrency: int = Field(default=8, ge=1, alias="LOCAL_TASK_CONCURRENCY")
+
+    # HTTP: the largest request body accepted, in bytes.
+    max_request_bytes: int = Field(default=1_048_576, ge=1024, alias="MAX_REQUEST_BYTES")
+
+    @field_validator("database_url", "service_bus_connection", "service_bus_namespace")
+    @classmethod
+    def _blank_is_unset(cls, value: Optional[str]) -> Optional[str]:
+        return value or None
+
+    @property
+    def effective_queue_backend(self) -> str:
+        if self.queue_backend:
+            return self.queue_backend
+        if self.service_bus_connection or self.service_bus_namespace:
+            return "servicebus"
+        return "embedded"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()
+
+
+def reset_settings() -> None:
+    """Forget cached settings (tests and the local host change the environment)."""
+    get_settings.cache_clear()

@@ -1,0 +1,140 @@
+"""Pydantic v2 models: job and task records, task definitions and results, queue messages.
+
+Queue messages carry ids (job, task, stage, attempt) and a format version, never parameters:
+parameters stay in the database, so a message stays far below Service Bus's 256 KB.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from enum import Enum
+from typing import Any, Literal, Optional
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from exceptions import MessageFormatError
+
+MESSAGE_FORMAT_VERSION = 1
+SUPPORTED_MESSAGE_VERSIONS = frozenset({1})
+
+
+class JobStatus(str, Enum):
+    QUEUED = "queued"
+    PROCESSING = "processing"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    COMPLETED_WITH_ERRORS = "completed_with_errors"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self in (JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.COMPLETED_WITH_ERRORS)
+
+
+class TaskStatus(str, Enum):
+    QUEUED = "queued"
+    PROCESSING = "processing"
+    COMPLETED = "completed"
+    FAILED = "failed"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self in (TaskStatus.COMPLETED, TaskStatus.FAILED)
+
+
+class JobRecord(BaseModel):
+    job_id: str
+    job_type: str
+    parameters: dict[str, Any] = Field(default_factory=dict)
+    status: JobStatus = JobStatus.QUEUED
+    stage: int = 1
+    total_stages: int
+    attempt: int = 1
+    stage_results: dict[str, Any] = Field(default_factory=dict)
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    result_data: Optional[dict[str, Any]] = None
+    error_details: Optional[str] = None
+    created_at: Optional[datetime] = None
+    updated_at: Optional[datetime] = None
+
+
+class TaskRecord(BaseModel):
+    task_id: str
+    parent_job_id: str
+    job_type: str
+    task_type: str
+    stage: int
+    task_index: int
+    parameters: dict[str, Any] = Field(default_factory=dict)
+    status: TaskStatus = TaskStatus.QUEUED
+    result_data: Optional[dict[str, Any]] = None
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    error_details: Optional[str] = None
+    retry_count: int = 0
+    heartbeat: Optional[datetime] = None
+    created_at: Optional[datetime] = None
+    updated_at: Optional[datetime] = None
+
+
+class TaskDefinition(BaseModel):
+    """One task a stage will run, before it is stored. The engine assigns task ids."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    task_id: str
+    task_type: str
+    stage: int
+    task_index: int
+    parameters: dict[str, Any] = Field(default_factory=dict)
+
+
+class TaskResult(BaseModel):
+    """What running a task produced: the handler's dict, or the error that stopped it."""
+
+    task_id: str
+    status: Literal[TaskStatus.COMPLETED, TaskStatus.FAILED]
+    result_data: Optional[dict[str, Any]] = None
+    error_details: Optional[str] = None
+
+
+class _QueueMessage(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    version: int = MESSAGE_FORMAT_VERSION
+    job_id: str
+    stage: int
+    attempt: int = 1
+
+    def to_json(self) -> str:
+        return self.model_dump_json()
+
+    @classmethod
+    def parse(cls, body: bytes | str):
+        """Parse a message body; anything unusable is a MessageFormatError."""
+        try:
+            data = json.loads(body)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise MessageFormatError(f"{cls.__name__}: body is not JSON ({exc})") from None
+        if not isinstance(data, dict):
+            raise MessageFormatError(f"{cls.__name__}: body is not a JSON object")
+        version = data.get("version")
+        if version not in SUPPORTED_MESSAGE_VERSIONS:
+            raise MessageFormatError(
+                f"{cls.__name__}: unsupported format version {version!r}; "
+                f"supported: {sorted(SUPPORTED_MESSAGE_VERSIONS)}"
+            )
+        try:
+            return cls.model_validate(data)
+        except ValidationError as exc:
+            raise MessageFormatError(f"{cls.__name__}: {exc.errors()[0]['msg']}") from None
+
+
+class JobQueueMessage(_QueueMessage):
+    """Tells the engine to run (build and queue the tasks of) one stage of a job."""
+
+
+class TaskQueueMessage(_QueueMessage):
+    """Tells the engine to run one task."""
+
+    task_id: str
+    retry: int = 0

@@ -1,0 +1,212 @@
+"""StateManager: every state change of jobs, stages and tasks, each in one transaction.
+
+The rule that makes the engine correct under at-least-once delivery: a task's outcome is
+recorded, and its stage's pending count decremented, in the same transaction, and only if
+the task had not finished already. The transaction that takes a stage's count to zero is
+the only one that closes the stage (and moves the job on); see TaskRepository.complete_task.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any, Callable, Optional
+
+import psycopg
+
+from core.models import JobStatus, TaskDefinition, TaskRecord, TaskStatus
+from core.orchestration_manager import previous_results_view
+from exceptions import ContractViolationError
+from infrastructure.db import get_database
+from infrastructure.repositories import JobRepository, TaskRepository
+
+TASK_STATUSES = [s.value for s in TaskStatus]
+
+
+@dataclass(frozen=True)
+class StageClosure:
+    """What closing a stage requires next: "next" (queue stage next_stage), "finalize",
+    or "failed" (the job has ended)."""
+
+    action: str
+    job_id: str
+    attempt: int
+    next_stage: Optional[int] = None
+
+
+@dataclass
+class StageOpening:
+    """The result of a job message: tasks to send (if any) and a closure for a stage
+    that had no tasks."""
+
+    ignored: Optional[str] = None
+    tasks: list[dict[str, Any]] | None = None
+    closure: Optional[StageClosure] = None
+
+
+class StateManager:
+    def __init__(self, all_jobs: dict[str, Any]):
+        self.all_jobs = all_jobs
+        self.jobs = JobRepository()
+        self.tasks = TaskRepository()
+
+    @property
+    def db(self):
+        return get_database()
+
+    # -- stages -------------------------------------------------------------------------
+    def open_stage(
+        self,
+        job_id: str,
+        stage: int,
+        attempt: int,
+        build: Callable[[dict[str, Any], Optional[list[dict[str, Any]]]], list[TaskDefinition]],
+    ) -> StageOpening:
+        """Create a stage's tasks once (idempotent) and return those still to be sent."""
+        with self.db.transaction() as conn:
+            job = self.jobs.get_job(conn, job_id, for_update=True)
+            if job is None:
+                return StageOpening(ignored="unknown job")
+            if JobStatus(job["status"]).is_terminal:
+                return StageOpening(ignored=f"job already {job['status']}")
+            if job["stage"] != stage or job["attempt"] != attempt:
+                return StageOpening(ignored=f"stale message: job is at stage {job['stage']}")
+            row = self.tasks.get_stage(conn, job_id, stage)
+            if row is not None and row["dispatched"]:
+                return StageOpening(ignored="stage already dispatched")
+            if row is None:
+                self.jobs.mark_processing(conn, job_id)
+                previous = None
+                if stage > 1:
+                    previous = previous_results_view(self.tasks.list_tasks(conn, job_id, stage - 1))
+                try:
+                    definitions = build(job, previous)
+                except ContractViolationError as exc:
+                    self.jobs.end_job(conn, job_id, JobStatus.FAILED.value,
+                                      error_details=f"Stage {stage}: {exc}")
+                    return StageOpening(ignored="job failed building its tasks",
+                                        closure=StageClosure("failed", job_id, attempt))
+                self.tasks.insert_tasks(conn, job_id, job["job_type"], definitions)
+                self.tasks.create_stage(conn, job_id, stage, len(definitions))
+                if not definitions:
+                    row = self.tasks.get_stage(conn, job_id, stage)
+                    return StageOpening(tasks=[], closure=self._close_stage(conn, job, row))
+            return StageOpening(
+                tasks=self.tasks.list_tasks(conn, job_id, stage, statuses=["queued"])
+            )
+
+    def mark_dispatched(self, job_id: str, stage: int) -> None:
+        with self.db.connection() as conn:
+            self.tasks.mark_dispatched(conn, job_id, stage)
+
+    def _close_stage(
+        self, conn: psycopg.Connection, job: dict[str, Any], row: dict[str, Any]
+    ) -> Optional[StageClosure]:
+        job_id, stage, attempt = job["job_id"], row["stage"], job["attempt"]
+        definition = self.all_jobs[job["job_type"]].stages[stage - 1]
+        summary = {
+            "stage": stage, "name": definition["name"], "task_type": definition["task_type"],
+            "parallelism": definition.get("parallelism", "single"),
+            "tasks": row["task_count"], "completed": row["task_count"] - row["failed"],
+            "failed": row["failed"], "completed_at": datetime.now(timezone.utc).isoformat(),
+        }
+        self.tasks.mark_stage_completed(conn, job_id, stage)
+        last = stage >= job["total_stages"]
+        next_stage = None if (last or row["failed"]) else stage + 1
+        if not self.jobs.close_stage(conn, job_id, stage, summary, next_stage):
+            return None  # the job moved on or ended meanwhile
+        if row["failed"]:
+            first = self.tasks.first_failure(conn, job_id, stage)
+            cause = f"task {first['task_id']}: {first['error_details']}" if first else "unknown"
+            self.jobs.end_job(
+                conn, job_id, JobStatus.FAILED.value,
+                error_details=(
+                    f"Stage {stage} ({definition['name']}) failed: {row['failed']} of "
+                    f"{row['task_count']} task(s) failed. First failure: {cause}"
+                ),
+            )
+            return StageClosure("failed", job_id, attempt)
+        if last:
+            return StageClosure("finalize", job_id, attempt)
+        return StageClosure("next", job_id, attempt, next_stage)
+
+    # -- tasks --------------------------------------------------------------------------
+    def begin_task(self, task_id: str) -> tuple[Optional[dict], Optional[dict]]:
+        """Mark a task processing. Returns (task, job); task None: already finished or
+        unknown (job None too: unknown)."""
+        with self.db.connection() as conn:
+            task = self.tasks.start_task(conn, task_id)
+            if task is None:
+                existing = self.tasks.get_task(conn, task_id)
+                job = self.jobs.get_job(conn, existing["parent_job_id"]) if existing else None
+                return None, job
+            return task, self.jobs.get_job(conn, task["parent_job_id"])
+
+    def handler_context_data(
+        self, task: dict[str, Any], lineage: bool, fan_in: bool
+    ) -> dict[str, Any]:
+        data: dict[str, Any] = {}
+        if not (lineage or fan_in):
+            return data
+        with self.db.connection() as conn:
+            if lineage:
+                data["predecessor_result"] = self.tasks.result_of(
+                    conn, task["parent_job_id"], task["stage"] - 1, task["task_index"])
+            if fan_in:
+                data["previous_results"] = previous_results_view(
+                    self.tasks.list_tasks(conn, task["parent_job_id"], task["stage"] - 1))
+        return data
+
+    def complete_task(
+        self, task_id: str, status: TaskStatus, result_data: Optional[dict],
+        error_details: Optional[str],
+    ) -> Optional[StageClosure]:
+        """Record a task's outcome; if it was its stage's last, close the stage, all in one
+        transaction. Returns what must happen next, or None."""
+        with self.db.transaction() as conn:
+            row = self.tasks.complete_task(conn, task_id, status.value, result_data,
+                                           error_details)
+            if row is None or row["pending"] > 0:
+                return None
+            job = self.jobs.get_job(conn, row["job_id"], for_update=True)
+            return self._close_stage(conn, job, row)
+
+    # -- jobs ---------------------------------------------------------------------------
+    def load_for_finalize(self, job_id: str) -> tuple[Optional[dict], list[TaskRecord]]:
+        with self.db.connection() as conn:
+            job = self.jobs.get_job(conn, job_id)
+            tasks = self.tasks.list_tasks(conn, job_id) if job else []
+        return job, [TaskRecord.model_validate(t) for t in tasks]
+
+    def end_job(self, job_id: str, status: JobStatus, result_data: Optional[dict] = None,
+                error_details: Optional[str] = None) -> bool:
+        with self.db.transaction() as conn:
+            return self.jobs.end_job(conn, job_id, status.value, result_data, error_details)
+
+    def get_job(self, job_id: str) -> Optional[dict[str, Any]]:
+        with self.db.connection() as conn:
+            return self.jobs.get_job(conn, job_id)
+
+    def job_status(self, job_id: str) -> Optional[dict[str, Any]]:
+        """The job as the status endpoint shows it, with task counts for every stage."""
+        with self.db.connection() as conn:
+            job = self.jobs.get_job(conn, job_id)
+            if job is None:
+                return None
+            counts = self.jobs.task_counts(conn, job_id)
+        job_class = self.all_jobs.get(job["job_type"])
+        stages = []
+        for number in range(1, job["total_stages"] + 1):
+            by_status = {c["status"]: c["n"] for c in counts if c["stage"] == number}
+            entry = {"stage": number, "total": sum(by_status.values())}
+            if job_class is not None:
+                entry["name"] = job_class.stages[number - 1]["name"]
+            entry.update({s: by_status.get(s, 0) for s in TASK_STATUSES})
+            stages.append(entry)
+        view = {k: job[k] for k in (
+            "job_id", "job_type", "status", "stage", "total_stages", "attempt", "parameters",
+            "stage_results", "result_data", "error_details")}
+        view["created_at"] = job["created_at"].isoformat()
+        view["updated_at"] = job["updated_at"].isoformat()
+        view["stages"] = stages
+        return view

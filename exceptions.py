@@ -1,0 +1,63 @@
+"""The project's exception tree. Each class's docstring says what it means."""
+
+from __future__ import annotations
+
+
+class EngineError(Exception):
+    """Base of every error the engine raises on purpose."""
+
+
+class ConfigurationError(EngineError):
+    """A setting is missing or wrong."""
+
+
+class RegistryError(EngineError):
+    """ALL_JOBS or ALL_HANDLERS is inconsistent; the app refuses to start."""
+
+
+class ContractViolationError(EngineError):
+    """A job or handler broke the engine's contract (a programming error, never retried)."""
+
+
+class JobValidationError(EngineError, ValueError):
+    """Job parameters broke a rule of the job's parameters_schema."""
+
+    def __init__(self, message: str, parameter: str | None = None):
+        super().__init__(message)
+        self.parameter = parameter
+
+
+class UnknownJobTypeError(EngineError, KeyError):
+    """No job of this type is registered in ALL_JOBS."""
+
+    def __init__(self, job_type: str, available: list[str]):
+        super().__init__(job_type)
+        self.job_type = job_type
+        self.available = available
+
+    def __str__(self) -> str:
+        return f"Unknown job type '{self.job_type}'. Available: {', '.join(self.available)}"
+
+
+class UnknownTaskTypeError(EngineError, KeyError):
+    """No handler of this task type is registered in ALL_HANDLERS."""
+
+    def __init__(self, task_type: str, available: list[str]):
+        super().__init__(task_type)
+        self.task_type = task_type
+        self.available = available
+
+    def __str__(self) -> str:
+        return f"Unknown task type '{self.task_type}'. Available: {', '.join(self.available)}"
+
+
+class MessageFormatError(EngineError, ValueError):
+    """A queue message cannot be parsed or has an unsupported format version."""
+
+
+class DatabaseError(EngineError):
+    """The database failed; the operation may succeed when retried."""
+
+
+class QueueError(EngineError):
+    """Sending to or receiving from a queue failed."""

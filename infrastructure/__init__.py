@@ -1,0 +1,1 @@
+"""PostgreSQL and queues: the only layer that speaks SQL or talks to Service Bus."""

@@ -1,0 +1,29 @@
+"""The embedded PostgreSQL used when no DATABASE_URL is set: pgserver's PostgreSQL 16,
+kept in a git-ignored folder (EMBEDDED_PG_DIR). pgserver is a development dependency, so it
+is imported only here, only when needed."""
+
+from __future__ import annotations
+
+import logging
+import os
+
+from exceptions import ConfigurationError
+
+logger = logging.getLogger(__name__)
+
+
+def embedded_database_url(pgdata_dir: str) -> str:
+    """Start (or join) the embedded server in pgdata_dir and return its connection URI."""
+    try:
+        import pgserver
+    except ImportError:
+        raise ConfigurationError(
+            "DATABASE_URL is not set and the embedded PostgreSQL (pgserver) is not installed. "
+            "Set DATABASE_URL to a PostgreSQL server, or install requirements-dev.txt."
+        ) from None
+    path = os.path.abspath(pgdata_dir)
+    os.makedirs(path, exist_ok=True)
+    # cleanup_mode="stop": the server stops when the last process using it exits.
+    server = pgserver.get_server(path, cleanup_mode="stop")
+    logger.info("embedded PostgreSQL at %s", path)
+    return server.get_uri()

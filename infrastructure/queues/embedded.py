@@ -1,0 +1,222 @@
+"""A queue in PostgreSQL with Azure Service Bus's semantics, for local runs and tests.
+
+- peek-lock: receive locks a message for the lock duration and adds one to its delivery
+  count; complete deletes it; abandon makes it visible again at once; a lock that expires
+  has the same effect as abandon.
+- a message received again after max_delivery_count deliveries is dead-lettered instead,
+  with reason MaxDeliveryCountExceeded, and stays in the table (the queue's dead-letter
+  queue) until someone removes it.
+- scheduled messages stay invisible until their time.
+- consumers wait on LISTEN/NOTIFY, not by polling: senders notify the queue's channel.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Optional, Sequence
+
+import psycopg
+
+from ..db import Database
+from .base import OutgoingMessage, QueueSender
+
+logger = logging.getLogger(__name__)
+
+MAX_DELIVERY_REASON = "MaxDeliveryCountExceeded"
+
+
+def channel_for(queue_name: str) -> str:
+    return "queue_" + "".join(c if c.isalnum() else "_" for c in queue_name)
+
+
+@dataclass(frozen=True)
+class ReceivedMessage:
+    id: int
+    queue_name: str
+    message_id: str
+    correlation_id: Optional[str]
+    body: bytes
+    enqueued_at: datetime
+    delivery_count: int
+    lock_token: str
+    locked_until: datetime
+
+
+class EmbeddedQueue(QueueSender):
+    def __init__(
+        self, database: Database, lock_seconds: float = 60.0, max_delivery_count: int = 10
+    ):
+        self.database = database
+        self.lock_seconds = lock_seconds
+        self.max_delivery_count = max_delivery_count
+
+    # -- sending ------------------------------------------------------------------------
+    def send(self, queue_name: str, messages: Sequence[OutgoingMessage]) -> None:
+        if not messages:
+            return
+        with self.database.transaction() as conn:
+            self.send_in(conn, queue_name, messages)
+
+    def send_in(
+        self, conn: psycopg.Connection, queue_name: str, messages: Sequence[OutgoingMessage]
+    ) -> None:
+        """Send within the caller's transaction: the messages exist only if it commits."""
+        conn.execute(
+            "INSERT INTO app.queue_messages"
+            " (queue_name, message_id, correlation_id, body, visible_at)"
+            " SELECT %s, m.message_id, m.correlation_id, convert_to(m.body, 'UTF8'),"
+            "  coalesce(m.visible_at, now())"
+            " FROM unnest(%s::text[], %s::text[], %s::text[], %s::timestamptz[])"
+            " AS m(message_id, correlation_id, body, visible_at)",
+            (
+                queue_name,
+                [m.message_id for m in messages],
+                [m.correlation_id for m in messages],
+                [m.body for m in messages],
+                [m.scheduled_enqueue_time_utc for m in messages],
+            ),
+        )
+        conn.execute("SELECT pg_notify(%s, '')", (channel_for(queue_name),))
+
+    # -- receiving ----------------------------------------------------------------------
+    def receive(self, queue_name: str, max_messages: int = 1) -> list[ReceivedMessage]:
+        """Lock and return up to max_messages visible messages, without waiting."""
+        with self.database.transaction() as conn:
+            # Messages whose lock lapsed after their last allowed delivery go to the
+            # dead-letter queue instead of being delivered again.
+            conn.execute(
+                "UPDATE app.queue_messages SET dead_lettered = true,"
+                " dead_letter_reason = %s, dead_letter_description = %s,"
+                " lock_token = NULL, locked_until = NULL"
+                " WHERE queue_name = %s AND NOT dead_lettered AND delivery_count >= %s"
+                " AND visible_at <= now() AND (locked_until IS NULL OR locked_until <= now())",
+                (MAX_DELIVERY_REASON,
+                 f"Message could not be consumed after {self.max_delivery_count} delivery attempts.",
+                 queue_name, self.max_delivery_count),
+            )
+            rows = conn.execute(
+                "UPDATE app.queue_messages q SET delivery_count = q.delivery_count + 1,"
+                " lock_token = gen_random_uuid(),"
+                " locked_until = now() + make_interval(secs => %s)"
+                " WHERE q.id IN (SELECT id FROM app.queue_messages"
+                "  WHERE queue_name = %s AND NOT dead_lettered AND visible_at <= now()"
+                "  AND (locked_until IS NULL OR locked_until <= now())"
+                "  ORDER BY id LIMIT %s FOR UPDATE SKIP LOCKED)"
+                " RETURNING q.*",
+                (self.lock_seconds, queue_name, max_messages),
+            ).fetchall()
+        rows.sort(key=lambda r: r["id"])
+        return [
+            ReceivedMessage(
+                id=r["id"], queue_name=r["queue_name"], message_id=r["message_id"],
+                correlation_id=r["correlation_id"], body=bytes(r["body"]),
+                enqueued_at=r["enqueued_at"], delivery_count=r["delivery_count"],
+                lock_token=str(r["lock_token"]), locked_until=r["locked_until"],
+            )
+            for r in rows
+        ]
+
+    def complete(self, message: ReceivedMessage) -> bool:
+        """Remove a message; False if its lock was lost (it may be delivered again)."""
+        with self.database.connection() as conn:
+            cur = conn.execute(
+                "DELETE FROM app.queue_messages WHERE id = %s AND lock_token = %s",
+                (message.id, message.lock_token),
+            )
+            return cur.rowcount == 1
+
+    def abandon(self, message: ReceivedMessage) -> bool:
+        """Release the lock so the message is delivered again (or dead-lettered)."""
+        with self.database.connection() as conn:
+            cur = conn.execute(
+                "UPDATE app.queue_messages SET lock_token = NULL, locked_until = NULL"
+                " WHERE id = %s AND lock_token = %s",
+                (message.id, message.lock_token),
+            )
+            conn.execute("SELECT pg_notify(%s, '')", (channel_for(message.queue_name),))
+            return cur.rowcount == 1
+
+    def renew_lock(self, message: ReceivedMessage) -> bool:
+        with self.database.connection() as conn:
+            cur = conn.execute(
+                "UPDATE app.queue_messages"
+                " SET locked_until = now() + make_interval(secs => %s)"
+                " WHERE id = %s AND lock_token = %s",
+                (self.lock_seconds, message.id, message.lock_token),
+            )
+            return cur.rowcount == 1
+
+    def dead_letter(self, message: ReceivedMessage, reason: str, description: str = "") -> bool:
+        with self.database.connection() as conn:
+            cur = conn.execute(
+                "UPDATE app.queue_messages SET dead_lettered = true, dead_letter_reason = %s,"
+                " dead_letter_description = %s, lock_token = NULL, locked_until = NULL"
+                " WHERE id = %s AND lock_token = %s",
+                (reason, description, message.id, message.lock_token),
+            )
+            return cur.rowcount == 1
+
+    # -- waiting and inspection ---------------------------------------------------------
+    def seconds_until_next(self, queue_name: str) -> Optional[float]:
+        """Seconds until a message becomes visible (scheduled or locked), None if none."""
+        with self.database.connection() as conn:
+            row = conn.execute(
+                "SELECT extract(epoch FROM min(greatest(visible_at, coalesce(locked_until,"
+                " visible_at))) - now())::float AS s FROM app.queue_messages"
+                " WHERE queue_name = %s AND NOT dead_lettered",
+                (queue_name,),
+            ).fetchone()
+        return None if row["s"] is None else max(row["s"], 0.0)
+
+    def counts(self, queue_name: str) -> dict[str, int]:
+        with self.database.connection() as conn:
+            row = conn.execute(
+                "SELECT count(*) FILTER (WHERE NOT dead_lettered AND visible_at <= now()"
+                "  AND (locked_until IS NULL OR locked_until <= now()))::int AS active,"
+                " count(*) FILTER (WHERE NOT dead_lettered AND visible_at > now())::int"
+                "  AS scheduled,"
+                " count(*) FILTER (WHERE NOT dead_lettered AND locked_until > now())::int"
+                "  AS locked,"
+                " count(*) FILTER (WHERE dead_lettered)::int AS dead_lettered"
+                " FROM app.queue_messages WHERE queue_name = %s",
+                (queue_name,),
+            ).fetchone()
+        return dict(row)
+
+    def dead_letters(self, queue_name: str) -> list[dict]:
+        with self.database.connection() as conn:
+            return conn.execute(
+                "SELECT id, message_id, body, delivery_count, dead_letter_reason,"
+                " dead_letter_description, enqueued_at FROM app.queue_messages"
+                " WHERE queue_name = %s AND dead_lettered ORDER BY id",
+                (queue_name,),
+            ).fetchall()
+
+
+class QueueListener:
+    """A dedicated connection that LISTENs on queues' channels, so a consumer can sleep
+    until a sender notifies (or a scheduled message or expired lock comes due)."""
+
+    def __init__(self, conninfo: str, queue_names: Sequence[str]):
+        self.conn = psycopg.connect(conninfo, autocommit=True)
+        for name in queue_names:
+            self.conn.execute(f'LISTEN "{channel_for(name)}"')
+
+    def wait(self, timeout: float) -> bool:
+        """Block until a notification or timeout; True if notified."""
+        deadline = time.monotonic() + max(timeout, 0.0)
+        got = False
+        for _ in self.conn.notifies(timeout=max(deadline - time.monotonic(), 0.0)):
+            got = True
+            break
+        # Drain whatever else arrived meanwhile so the next wait does not wake for it.
+        for _ in self.conn.notifies(timeout=0, stop_after=1000):
+            pass
+        return got
+
+    def close(self) -> None:
+        self.conn.close()
+

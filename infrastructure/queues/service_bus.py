@@ -1,0 +1,117 @@
+"""Sending to Azure Service Bus with azure-servicebus: real ServiceBusMessage objects,
+batched through create_message_batch (a new batch when a message does not fit), scheduled
+messages through schedule_messages. One client per process, reused."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any, Callable, Iterable, Optional, Sequence
+
+from azure.servicebus import ServiceBusClient, ServiceBusMessage
+from azure.servicebus.exceptions import MessageSizeExceededError
+
+from exceptions import ConfigurationError
+
+from .base import OutgoingMessage, QueueSender
+
+logger = logging.getLogger(__name__)
+
+
+def to_service_bus_message(message: OutgoingMessage) -> ServiceBusMessage:
+    return ServiceBusMessage(
+        message.body,
+        message_id=message.message_id,
+        correlation_id=message.correlation_id,
+        content_type="application/json",
+        scheduled_enqueue_time_utc=message.scheduled_enqueue_time_utc,
+    )
+
+
+def send_in_batches(
+    create_batch: Callable[[], Any],
+    send_batch: Callable[[Any], None],
+    messages: Iterable[ServiceBusMessage],
+) -> int:
+    """Fill batches from create_batch() and hand each full one to send_batch.
+    Returns how many batches were sent. A message too big for an empty batch is an error."""
+    sent = 0
+    batch = create_batch()
+    for message in messages:
+        try:
+            batch.add_message(message)
+        except MessageSizeExceededError:
+            if len(batch) == 0:
+                raise
+            send_batch(batch)
+            sent += 1
+            batch = create_batch()
+            batch.add_message(message)
+    if len(batch):
+        send_batch(batch)
+        sent += 1
+    return sent
+
+
+class ServiceBusQueue(QueueSender):
+    def __init__(
+        self,
+        connection_string: Optional[str] = None,
+        fully_qualified_namespace: Optional[str] = None,
+        client: Optional[ServiceBusClient] = None,
+    ):
+        if client is None and not (connection_string or fully_qualified_namespace):
+            raise ConfigurationError(
+                "Service Bus needs ServiceBusConnection (a connection string) or "
+                "ServiceBusConnection__fullyQualifiedNamespace (managed identity)."
+            )
+        self._connection_string = connection_string
+        self._namespace = fully_qualified_namespace
+        self._client = client
+        self._lock = threading.Lock()
+        self._senders: dict[str, Any] = {}
+
+    def _get_client(self) -> ServiceBusClient:
+        with self._lock:
+            if self._client is None:
+                if self._connection_string:
+                    self._client = ServiceBusClient.from_connection_string(
+                        self._connection_string
+                    )
+                else:
+                    from azure.identity import DefaultAzureCredential
+
+                    self._client = ServiceBusClient(self._namespace, DefaultAzureCredential())
+            return self._client
+
+    def _sender(self, queue_name: str):
+        client = self._get_client()
+        with self._lock:
+            if queue_name not in self._senders:
+                self._senders[queue_name] = client.get_queue_sender(queue_name)
+            return self._senders[queue_name]
+
+    def send(self, queue_name: str, messages: Sequence[OutgoingMessage]) -> None:
+        if not messages:
+            return
+        sender = self._sender(queue_name)
+        now = [m for m in messages if m.scheduled_enqueue_time_utc is None]
+        later = [m for m in messages if m.scheduled_enqueue_time_utc is not None]
+        if now:
+            send_in_batches(
+                sender.create_message_batch, sender.send_messages,
+                (to_service_bus_message(m) for m in now),
+            )
+        for message in later:
+            sender.schedule_messages(
+                to_service_bus_message(message), message.scheduled_enqueue_time_utc
+            )
+
+    def close(self) -> None:
+        with self._lock:
+            for sender in self._senders.values():
+                sender.close()
+            self._senders.clear()
+            if self._client is not None:
+                self._client.close()
+                self._client = None

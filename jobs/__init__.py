@@ -1,0 +1,20 @@
+"""ALL_JOBS: every job, by job type. No decorators, no discovery: if it is not in this dict,
+it does not exist. Checked at import against ALL_HANDLERS (core/registry.py)."""
+
+from __future__ import annotations
+
+from .hello_world import HelloWorldJob
+
+ALL_JOBS = {
+    "hello_world": HelloWorldJob,
+}
+
+
+def validate_job_registry(jobs: dict = ALL_JOBS, handlers: dict | None = None) -> None:
+    from core.registry import validate_registries
+    from services import ALL_HANDLERS
+
+    validate_registries(jobs, ALL_HANDLERS if handlers is None else handlers)
+
+
+validate_job_registry()

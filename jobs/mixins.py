@@ -1,0 +1,61 @@
+"""JobBaseMixin: the four boilerplate methods of the job contract, from class attributes.
+
+    class MyJob(JobBaseMixin, JobBase):      # mixin first, so its methods are the ones used
+        job_type = "my_job"
+        description = "..."
+        stages = [{"number": 1, "name": "...", "task_type": "...", "parallelism": "single"}]
+        parameters_schema = {"path": {"type": "str", "required": True}}
+
+        @staticmethod
+        def create_tasks_for_stage(stage, job_params, job_id, previous_results=None): ...
+
+        @staticmethod
+        def finalize_job(context): ...
+
+create_job_record and queue_job are the one seam between jobs and infrastructure (the
+design documents' contract): they delegate to infrastructure's repository and queue.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+from jobs.validation import validate_parameters
+
+
+class JobBaseMixin:
+    job_type: str
+    description: str
+    stages: list[dict[str, Any]]
+    parameters_schema: dict[str, dict[str, Any]] = {}
+    id_excluded_parameters: tuple[str, ...] = ()
+
+    @classmethod
+    def validate_job_parameters(cls, params: Any) -> dict[str, Any]:
+        return validate_parameters(cls.parameters_schema, params)
+
+    @classmethod
+    def generate_job_id(cls, params: dict[str, Any]) -> str:
+        """SHA-256 hex of canonical JSON of the job type and the identifying parameters."""
+        identity = {k: v for k, v in params.items() if k not in cls.id_excluded_parameters}
+        canonical = json.dumps(
+            {"job_type": cls.job_type, "parameters": identity},
+            sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False,
+        )
+        return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+    @classmethod
+    def create_job_record(cls, job_id: str, params: dict[str, Any]) -> dict[str, Any]:
+        """Store the job as queued at stage 1; an existing job is left as it is."""
+        from infrastructure.submission import store_job
+
+        return store_job(cls, job_id, params)
+
+    @classmethod
+    def queue_job(cls, job_id: str, params: dict[str, Any]) -> dict[str, Any]:
+        """Send the message that starts the job's first stage."""
+        from infrastructure.submission import send_job_message
+
+        return send_job_message(job_id, stage=1, attempt=1)

@@ -1,0 +1,26 @@
+"""ALL_HANDLERS: every task handler, by task type. No decorators, no discovery: if it is
+not in this dict, it does not exist. A handler is handler(task_params, context) -> dict."""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from .service_hello_world import handle_greeting, handle_reply
+
+ALL_HANDLERS: dict[str, Callable[..., dict[str, Any]]] = {
+    "hello_world_greeting": handle_greeting,
+    "hello_world_reply": handle_reply,
+}
+
+
+def validate_handler_registry(handlers: dict[str, Any] = ALL_HANDLERS) -> None:
+    from exceptions import RegistryError
+
+    for task_type, handler in handlers.items():
+        if not isinstance(task_type, str) or not task_type:
+            raise RegistryError(f"ALL_HANDLERS key {task_type!r} must be a non-empty string")
+        if not callable(handler):
+            raise RegistryError(f"ALL_HANDLERS['{task_type}'] is not callable")
+
+
+validate_handler_registry()

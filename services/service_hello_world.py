@@ -1,0 +1,27 @@
+"""hello_world's task handlers: plain functions of (task_params, context) -> dict."""
+
+from __future__ import annotations
+
+import random
+from datetime import datetime, timezone
+from typing import Any, Optional
+
+
+def handle_greeting(params: dict[str, Any], context: Optional[dict] = None) -> dict[str, Any]:
+    index = params["index"]
+    if random.random() < params.get("failure_rate", 0.0):
+        raise RuntimeError(f"greeting {index} failed on purpose (failure_rate)")
+    return {
+        "greeting": f"{params['message']} from task {index}!",
+        "task_index": index,
+        "timestamp": datetime.now(timezone.utc).isoformat(),
+    }
+
+
+def handle_reply(params: dict[str, Any], context: Optional[dict] = None) -> dict[str, Any]:
+    predecessor = (context or {}).get("predecessor_result") or {}
+    return {
+        "reply": f"Replying to: {predecessor.get('greeting', params.get('greeting', 'unknown'))}",
+        "task_index": params["index"],
+        "timestamp": datetime.now(timezone.utc).isoformat(),
+    }

@@ -1,0 +1,1 @@
+"""Entry points: HTTP routes and queue triggers, each module with its own Blueprint."""

@@ -1,0 +1,42 @@
+"""Service Bus queue triggers. Returning completes the message; raising abandons it, so it
+is delivered again (and dead-lettered after the queue's max delivery count). A message that
+can never succeed (unparseable, unsupported version) is logged and completed: retrying it
+cannot help."""
+
+from __future__ import annotations
+
+import logging
+
+import azure.functions as func
+
+from config import JOBS_QUEUE, SERVICE_BUS_CONNECTION, TASKS_QUEUE
+from exceptions import MessageFormatError
+
+from .runtime import core_machine
+
+logger = logging.getLogger(__name__)
+
+bp = func.Blueprint()
+
+
+def _poison(msg: func.ServiceBusMessage, exc: Exception, queue: str) -> None:
+    logger.error("unusable message on %s dropped: %s", queue, exc,
+                 extra={"message_id": msg.message_id, "queue": queue})
+
+
+@bp.service_bus_queue_trigger(
+    arg_name="msg", queue_name=JOBS_QUEUE, connection=SERVICE_BUS_CONNECTION)
+def process_job_message(msg: func.ServiceBusMessage) -> None:
+    try:
+        core_machine.process_job_message(msg.get_body())
+    except MessageFormatError as exc:
+        _poison(msg, exc, JOBS_QUEUE)
+
+
+@bp.service_bus_queue_trigger(
+    arg_name="msg", queue_name=TASKS_QUEUE, connection=SERVICE_BUS_CONNECTION)
+def process_task_message(msg: func.ServiceBusMessage) -> None:
+    try:
+        core_machine.process_task_message(msg.get_body())
+    except MessageFormatError as exc:
+        _poison(msg, exc, TASKS_QUEUE)
