@@ -16,6 +16,14 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from exceptions import MessageFormatError
 
 MESSAGE_FORMAT_VERSION = 1
+
+# What a stage declaration may say its parallelism is.
+#   single          one task (the job's create_tasks_for_stage builds it)
+#   fan_out         one task per item the job derives from the previous stage's results
+#   fan_in          one aggregation task, built by CoreMachine, receiving all previous results
+#   dynamic         a count the job computes from its parameters (hello_world's n)
+#   match_previous  one task per task of the previous stage
+PARALLELISM_KINDS = ("single", "fan_out", "fan_in", "dynamic", "match_previous")
 SUPPORTED_MESSAGE_VERSIONS = frozenset({1})
 
 

@@ -6,9 +6,8 @@ from __future__ import annotations
 import inspect
 from typing import Any, Callable
 
+from core.models import PARALLELISM_KINDS
 from exceptions import ContractViolationError, RegistryError
-from jobs.base import PARALLELISM_KINDS
-from jobs.validation import validate_schema
 
 CONTRACT_METHODS = (
     "validate_job_parameters", "generate_job_id", "create_tasks_for_stage",
@@ -51,6 +50,9 @@ def _check_stages(job_type: str, job: Any, handlers: dict[str, Callable]) -> Non
 
 
 def validate_registries(jobs: dict[str, Any], handlers: dict[str, Callable]) -> None:
+    # Imported here: jobs/__init__.py calls this function while the jobs package loads.
+    from jobs.validation import validate_schema
+
     for job_type, job in jobs.items():
         if not inspect.isclass(job):
             raise RegistryError(f"ALL_JOBS['{job_type}'] must be a job class, got {job!r}")

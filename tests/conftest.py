@@ -27,6 +27,14 @@ from infrastructure.queues import set_queue  # noqa: E402
 from infrastructure.queues.embedded import EmbeddedQueue  # noqa: E402
 
 
+def pytest_collection_modifyitems(items):
+    """Mark each test by its folder: tests/unit, tests/integration, tests/e2e."""
+    for item in items:
+        parts = Path(str(item.fspath)).relative_to(ROOT / "tests").parts
+        if parts and parts[0] in ("unit", "integration", "e2e"):
+            item.add_marker(getattr(pytest.mark, parts[0]))
+
+
 @pytest.fixture(scope="session")
 def server_url() -> str:
     """A connection URI for the PostgreSQL server the tests use."""
@@ -86,3 +94,14 @@ def queue(database) -> EmbeddedQueue:
     from infrastructure.queues import get_queue
 
     return get_queue()
+
+
+@pytest.fixture
+def engine(database, queue):
+    """Runs jobs end to end in this process: engine.run("hello_world", {"n": 3})."""
+    from jobs import ALL_JOBS
+    from services import ALL_HANDLERS
+    from tests.harness import EngineHarness
+    from core.machine import CoreMachine
+
+    return EngineHarness(CoreMachine(all_jobs=ALL_JOBS, all_handlers=ALL_HANDLERS), queue)

@@ -1,0 +1,31 @@
+"""Every setting config.py reads is documented in local.settings.json.example, and the
+example documents nothing config.py does not read (besides the Functions host's own)."""
+
+import json
+from pathlib import Path
+
+from config import Settings
+
+ROOT = Path(__file__).resolve().parents[2]
+HOST_SETTINGS = {"FUNCTIONS_WORKER_RUNTIME", "AzureWebJobsStorage"}
+
+
+def test_example_and_config_name_the_same_settings():
+    example = json.loads((ROOT / "local.settings.json.example").read_text())["Values"]
+    read_by_config = {field.alias for field in Settings.model_fields.values()}
+    assert set(example) - HOST_SETTINGS == read_by_config
+
+
+def test_settings_need_nothing_to_load(monkeypatch):
+    for name in ("DATABASE_URL", "QUEUE_BACKEND", "ServiceBusConnection",
+                 "ServiceBusConnection__fullyQualifiedNamespace"):
+        monkeypatch.delenv(name, raising=False)
+    settings = Settings()
+    assert settings.effective_queue_backend == "embedded"
+    assert settings.database_url is None
+
+
+def test_service_bus_connection_selects_service_bus(monkeypatch):
+    monkeypatch.delenv("QUEUE_BACKEND", raising=False)
+    monkeypatch.setenv("ServiceBusConnection", "Endpoint=sb://x.servicebus.windows.net/;SharedAccessKeyName=k;SharedAccessKey=v")
+    assert Settings().effective_queue_backend == "servicebus"
