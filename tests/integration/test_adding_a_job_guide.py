@@ -1,0 +1,52 @@
+"""docs/adding-a-job.md's code, run as written: the job file, the handlers file and the test
+it shows. If the guide and the engine drift apart, this fails."""
+
+import re
+import types
+from pathlib import Path
+
+import pytest
+
+GUIDE = Path(__file__).resolve().parents[2] / "docs" / "adding-a-job.md"
+BLOCK = re.compile(r"<!-- (file: (?P<path>\S+)|test) -->\n```python\n(?P<code>.*?)```", re.S)
+
+
+def guide_blocks():
+    files, tests = {}, []
+    for match in BLOCK.finditer(GUIDE.read_text()):
+        (files.__setitem__(match["path"], match["code"]) if match["path"]
+         else tests.append(match["code"]))
+    return files, tests
+
+
+def load(name, code):
+    module = types.ModuleType(name)
+    exec(compile(code, f"docs/adding-a-job.md:{name}", "exec"), module.__dict__)
+    return module
+
+
+def test_guide_has_a_job_its_handlers_and_a_test():
+    files, tests = guide_blocks()
+    assert set(files) == {"jobs/tile_areas.py", "services/service_tile_areas.py"}
+    assert len(tests) == 1
+
+
+def test_guide_job_runs_end_to_end(engine):
+    files, tests = guide_blocks()
+    job_module = load("tile_areas", files["jobs/tile_areas.py"])
+    handlers = load("service_tile_areas", files["services/service_tile_areas.py"])
+    guide_engine = engine.with_jobs(
+        {"tile_areas": job_module.TileAreasJob},
+        {"tile_areas_plan": handlers.plan_tiles, "tile_areas_measure": handlers.measure_tile},
+    )
+    test_module = load("guide_test", tests[0])
+    test_module.test_tile_areas(guide_engine)
+
+
+def test_guide_job_rejects_a_missing_required_parameter(engine):
+    files, _ = guide_blocks()
+    job = load("tile_areas", files["jobs/tile_areas.py"]).TileAreasJob
+    from exceptions import JobValidationError
+
+    with pytest.raises(JobValidationError, match="'max_y' is required"):
+        job.validate_job_parameters({"min_x": 0, "min_y": 0, "max_x": 1})
