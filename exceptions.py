@@ -27,28 +27,30 @@ class JobValidationError(EngineError, ValueError):
         self.parameter = parameter
 
 
-class UnknownJobTypeError(EngineError, KeyError):
+class UnknownNameError(EngineError, KeyError):
+    """A name that is not registered; the message lists the registered ones."""
+
+    kind = "name"
+
+    def __init__(self, name: str, available: list[str]):
+        super().__init__(name)
+        self.name = name
+        self.available = available
+
+    def __str__(self) -> str:
+        return f"Unknown {self.kind} '{self.name}'. Available: {', '.join(self.available)}"
+
+
+class UnknownJobTypeError(UnknownNameError):
     """No job of this type is registered in ALL_JOBS."""
 
-    def __init__(self, job_type: str, available: list[str]):
-        super().__init__(job_type)
-        self.job_type = job_type
-        self.available = available
-
-    def __str__(self) -> str:
-        return f"Unknown job type '{self.job_type}'. Available: {', '.join(self.available)}"
+    kind = "job type"
 
 
-class UnknownTaskTypeError(EngineError, KeyError):
+class UnknownTaskTypeError(UnknownNameError):
     """No handler of this task type is registered in ALL_HANDLERS."""
 
-    def __init__(self, task_type: str, available: list[str]):
-        super().__init__(task_type)
-        self.task_type = task_type
-        self.available = available
-
-    def __str__(self) -> str:
-        return f"Unknown task type '{self.task_type}'. Available: {', '.join(self.available)}"
+    kind = "task type"
 
 
 class MessageFormatError(EngineError, ValueError):

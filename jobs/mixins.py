@@ -26,11 +26,8 @@ from jobs.validation import validate_parameters
 
 
 class JobBaseMixin:
-    job_type: str
-    description: str
-    stages: list[dict[str, Any]]
-    parameters_schema: dict[str, dict[str, Any]] = {}
-    id_excluded_parameters: tuple[str, ...] = ()
+    """Reads job_type, description, stages, parameters_schema and id_excluded_parameters
+    from the job class (JobBase declares them)."""
 
     @classmethod
     def validate_job_parameters(cls, params: Any) -> dict[str, Any]:

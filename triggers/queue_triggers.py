@@ -19,24 +19,21 @@ logger = logging.getLogger(__name__)
 bp = func.Blueprint()
 
 
-def _poison(msg: func.ServiceBusMessage, exc: Exception, queue: str) -> None:
-    logger.error("unusable message on %s dropped: %s", queue, exc,
-                 extra={"message_id": msg.message_id, "queue": queue})
+def _run(process, msg: func.ServiceBusMessage, queue: str) -> None:
+    try:
+        process(msg.get_body())
+    except MessageFormatError as exc:
+        logger.error("unusable message on %s dropped: %s", queue, exc,
+                     extra={"message_id": msg.message_id, "queue": queue})
 
 
 @bp.service_bus_queue_trigger(
     arg_name="msg", queue_name=JOBS_QUEUE, connection=SERVICE_BUS_CONNECTION)
 def process_job_message(msg: func.ServiceBusMessage) -> None:
-    try:
-        core_machine.process_job_message(msg.get_body())
-    except MessageFormatError as exc:
-        _poison(msg, exc, JOBS_QUEUE)
+    _run(core_machine.process_job_message, msg, JOBS_QUEUE)
 
 
 @bp.service_bus_queue_trigger(
     arg_name="msg", queue_name=TASKS_QUEUE, connection=SERVICE_BUS_CONNECTION)
 def process_task_message(msg: func.ServiceBusMessage) -> None:
-    try:
-        core_machine.process_task_message(msg.get_body())
-    except MessageFormatError as exc:
-        _poison(msg, exc, TASKS_QUEUE)
+    _run(core_machine.process_task_message, msg, TASKS_QUEUE)

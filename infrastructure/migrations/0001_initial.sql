@@ -71,5 +71,6 @@ CREATE TABLE app.queue_messages (
     dead_letter_description text
 );
 
-CREATE INDEX queue_messages_ready_idx
-    ON app.queue_messages (queue_name, visible_at, id) WHERE NOT dead_lettered;
+-- Receivers read each queue in FIFO order.
+CREATE INDEX queue_messages_fifo_idx
+    ON app.queue_messages (queue_name, id) WHERE NOT dead_lettered;

@@ -84,29 +84,30 @@ class EmbeddedQueue(QueueSender):
     # -- receiving ----------------------------------------------------------------------
     def receive(self, queue_name: str, max_messages: int = 1) -> list[ReceivedMessage]:
         """Lock and return up to max_messages visible messages, without waiting."""
-        with self.database.transaction() as conn:
-            # Messages whose lock lapsed after their last allowed delivery go to the
-            # dead-letter queue instead of being delivered again.
-            conn.execute(
-                "UPDATE app.queue_messages SET dead_lettered = true,"
-                " dead_letter_reason = %s, dead_letter_description = %s,"
-                " lock_token = NULL, locked_until = NULL"
-                " WHERE queue_name = %s AND NOT dead_lettered AND delivery_count >= %s"
-                " AND visible_at <= now() AND (locked_until IS NULL OR locked_until <= now())",
-                (MAX_DELIVERY_REASON,
-                 f"Message could not be consumed after {self.max_delivery_count} delivery attempts.",
-                 queue_name, self.max_delivery_count),
-            )
+        # One statement: pick visible messages in FIFO order, skipping ones other
+        # receivers hold; a pick already delivered max_delivery_count times goes to the
+        # dead-letter queue instead of being delivered again.
+        with self.database.connection() as conn:
             rows = conn.execute(
-                "UPDATE app.queue_messages q SET delivery_count = q.delivery_count + 1,"
-                " lock_token = gen_random_uuid(),"
-                " locked_until = now() + make_interval(secs => %s)"
-                " WHERE q.id IN (SELECT id FROM app.queue_messages"
-                "  WHERE queue_name = %s AND NOT dead_lettered AND visible_at <= now()"
+                "WITH picked AS ("
+                "  SELECT id, delivery_count FROM app.queue_messages"
+                "  WHERE queue_name = %(queue)s AND NOT dead_lettered AND visible_at <= now()"
                 "  AND (locked_until IS NULL OR locked_until <= now())"
-                "  ORDER BY id LIMIT %s FOR UPDATE SKIP LOCKED)"
+                "  ORDER BY id LIMIT %(n)s FOR UPDATE SKIP LOCKED),"
+                " dead AS ("
+                "  UPDATE app.queue_messages q SET dead_lettered = true,"
+                "   dead_letter_reason = %(reason)s, dead_letter_description = %(why)s,"
+                "   lock_token = NULL, locked_until = NULL"
+                "  FROM picked p WHERE q.id = p.id AND p.delivery_count >= %(max)s)"
+                " UPDATE app.queue_messages q SET delivery_count = q.delivery_count + 1,"
+                "  lock_token = gen_random_uuid(),"
+                "  locked_until = now() + make_interval(secs => %(lock)s)"
+                " FROM picked p WHERE q.id = p.id AND p.delivery_count < %(max)s"
                 " RETURNING q.*",
-                (self.lock_seconds, queue_name, max_messages),
+                {"queue": queue_name, "n": max_messages, "reason": MAX_DELIVERY_REASON,
+                 "why": f"Message could not be consumed after {self.max_delivery_count} "
+                        "delivery attempts.",
+                 "max": self.max_delivery_count, "lock": self.lock_seconds},
             ).fetchall()
         rows.sort(key=lambda r: r["id"])
         return [
