@@ -26,6 +26,10 @@ class Settings(BaseSettings):
     # PostgreSQL. Unset: the embedded PostgreSQL (pgserver, a development dependency) in
     # EMBEDDED_PG_DIR. Set: any PostgreSQL, as a libpq connection URI or key=value string.
     database_url: Optional[str] = Field(default=None, alias="DATABASE_URL")
+    # "password": credentials in DATABASE_URL (or PGPASSWORD). "entra": a Microsoft Entra
+    # token of the app's managed identity is the password (the user in DATABASE_URL is the
+    # identity's PostgreSQL role), over TLS.
+    database_auth: Literal["password", "entra"] = Field(default="password", alias="DATABASE_AUTH")
     embedded_pg_dir: str = Field(default=".local/pgdata", alias="EMBEDDED_PG_DIR")
     db_pool_min_size: int = Field(default=1, ge=0, alias="DB_POOL_MIN_SIZE")
     db_pool_max_size: int = Field(default=10, ge=1, alias="DB_POOL_MAX_SIZE")

@@ -9,11 +9,12 @@ from __future__ import annotations
 import logging
 import threading
 from contextlib import contextmanager
-from typing import Iterator, Optional
+from typing import Any, Callable, Iterator, Optional
 
 import psycopg
+from psycopg.conninfo import make_conninfo
 from psycopg.rows import dict_row
-from psycopg_pool import ConnectionPool
+from psycopg_pool import ConnectionPool, PoolTimeout
 
 from config import Settings, get_settings
 from exceptions import DatabaseError
@@ -25,25 +26,46 @@ logger = logging.getLogger(__name__)
 
 def resolve_database_url(settings: Settings) -> str:
     if settings.database_url:
+        if settings.database_auth == "entra":
+            # Entra tokens are accepted only over TLS.
+            return make_conninfo(settings.database_url, sslmode="require")
         return settings.database_url
     from .embedded_pg import embedded_database_url
 
     return embedded_database_url(settings.embedded_pg_dir)
 
 
-class Database:
-    """A pool of autocommit connections with dict rows; transaction() for atomic work."""
+def password_provider(settings: Settings) -> Optional[Callable[[], str]]:
+    if settings.database_auth != "entra":
+        return None
+    from .pg_auth import EntraTokenProvider
 
-    def __init__(self, conninfo: str, min_size: int = 1, max_size: int = 10):
+    return EntraTokenProvider()
+
+
+class Database:
+    """A pool of autocommit connections with dict rows; transaction() for atomic work.
+    password: a callable asked for the password of each new connection (Entra tokens)."""
+
+    def __init__(
+        self, conninfo: str, min_size: int = 1, max_size: int = 10,
+        password: Optional[Callable[[], str]] = None,
+    ):
         self.conninfo = conninfo
+        self.password = password
         self.pool = ConnectionPool(
             conninfo,
             min_size=min_size,
             max_size=max_size,
-            kwargs={"autocommit": True, "row_factory": dict_row},
+            kwargs=lambda: {"autocommit": True, "row_factory": dict_row,
+                            **self.connect_kwargs()},
             open=False,
             name="engine",
         )
+
+    def connect_kwargs(self) -> dict[str, Any]:
+        """What a connection outside the pool needs besides the conninfo."""
+        return {"password": self.password()} if self.password else {}
 
     def open(self, timeout: float = 30.0) -> "Database":
         self.pool.open(wait=True, timeout=timeout)
@@ -85,14 +107,16 @@ def get_database() -> Database:
     with _lock:
         if _database is None:
             settings = get_settings()
+            database = Database(
+                resolve_database_url(settings), settings.db_pool_min_size,
+                settings.db_pool_max_size, password=password_provider(settings),
+            )
             try:
-                conninfo = resolve_database_url(settings)
-                apply_migrations(conninfo)
-            except psycopg.OperationalError as exc:
+                apply_migrations(database.conninfo, **database.connect_kwargs())
+                _database = database.open()
+            except (psycopg.OperationalError, PoolTimeout) as exc:
+                database.close()
                 raise DatabaseError(f"cannot reach the database: {exc}") from exc
-            _database = Database(
-                conninfo, settings.db_pool_min_size, settings.db_pool_max_size
-            ).open()
     return _database
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Any
 
 import psycopg
 
@@ -22,10 +23,10 @@ def available_migrations() -> list[tuple[int, str, Path]]:
     return found
 
 
-def apply_migrations(conninfo: str) -> list[str]:
+def apply_migrations(conninfo: str, **connect_kwargs: Any) -> list[str]:
     """Bring the schema up to date; returns the names of the migrations applied now."""
     applied_now = []
-    with psycopg.connect(conninfo, autocommit=True) as conn:
+    with psycopg.connect(conninfo, autocommit=True, **connect_kwargs) as conn:
         conn.execute("SELECT pg_advisory_lock(%s)", (_MIGRATION_LOCK_KEY,))
         try:
             conn.execute("CREATE SCHEMA IF NOT EXISTS app")
