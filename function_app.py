@@ -9,9 +9,12 @@ import logging
 
 import azure.functions as func
 
+from infrastructure.telemetry import configure_telemetry
 from jobs import ALL_JOBS
 from services import ALL_HANDLERS
 from triggers import health, http_jobs, queue_triggers
+
+configure_telemetry()
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
 app.register_functions(http_jobs.bp)

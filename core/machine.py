@@ -16,6 +16,7 @@ import logging
 from typing import Any, Callable, Optional
 
 from config import JOBS_QUEUE, TASKS_QUEUE
+from core.log_context import log_context
 from core.models import (
     JobQueueMessage, JobStatus, TaskDefinition, TaskQueueMessage, TaskStatus,
 )
@@ -61,17 +62,19 @@ class CoreMachine:
     def process_job_message(self, body: bytes | str) -> str:
         """Open the message's stage. Returns what was done, for logs and tests."""
         message = JobQueueMessage.parse(body)
-        log = {"job_id": message.job_id, "stage": message.stage}
+        with log_context(job_id=message.job_id, stage=message.stage, operation="open_stage"):
+            return self._open_stage(message)
+
+    def _open_stage(self, message: JobQueueMessage) -> str:
         opening = self.state_manager.open_stage(
             message.job_id, message.stage, message.attempt, self._stage_builder(message.stage)
         )
         if opening.ignored:
-            logger.info("job message ignored: %s", opening.ignored, extra=log)
+            logger.info("job message ignored: %s", opening.ignored)
         if opening.tasks:
             self._send_tasks(opening.tasks, message.attempt)
             self.state_manager.mark_dispatched(message.job_id, message.stage)
-            logger.info("stage %s: %d task(s) queued", message.stage, len(opening.tasks),
-                        extra=log)
+            logger.info("stage %s: %d task(s) queued", message.stage, len(opening.tasks))
         elif opening.tasks is not None and opening.closure is None:
             # Every task of the stage was already sent and is running or done.
             self.state_manager.mark_dispatched(message.job_id, message.stage)
@@ -127,14 +130,18 @@ class CoreMachine:
     def process_task_message(self, body: bytes | str) -> str:
         """Run one task; returns its outcome ("completed", "failed" or why it was skipped)."""
         message = TaskQueueMessage.parse(body)
-        log = {"job_id": message.job_id, "task_id": message.task_id, "stage": message.stage}
+        with log_context(job_id=message.job_id, task_id=message.task_id, stage=message.stage,
+                         operation="run_task"):
+            return self._run_task(message)
+
+    def _run_task(self, message: TaskQueueMessage) -> str:
         task, job = self.state_manager.begin_task(message.task_id)
         if task is None:
             reason = "unknown task" if job is None else "task already finished"
-            logger.info("task message ignored: %s", reason, extra=log)
+            logger.info("task message ignored: %s", reason)
             return reason
         if job["attempt"] != message.attempt:
-            logger.info("task message ignored: from attempt %s", message.attempt, extra=log)
+            logger.info("task message ignored: from attempt %s", message.attempt)
             return "stale attempt"
         if JobStatus(job["status"]).is_terminal:
             # The job has ended (a sibling failed it): record the task as not run, so
@@ -144,7 +151,7 @@ class CoreMachine:
         else:
             status, result, error = self._run_handler(task, job)
         closure = self.state_manager.complete_task(task["task_id"], status, result, error)
-        logger.info("task %s", status.value, extra=log)
+        logger.info("task %s", status.value)
         self._after_close(closure)
         return status.value
 
@@ -176,13 +183,16 @@ class CoreMachine:
             result = json.loads(json.dumps(result, default=str))
         except Exception as exc:  # the task fails with its cause; the job decides the rest
             logger.warning("task handler failed: %s", describe_error(exc),
-                           extra={"job_id": job["job_id"], "task_id": task["task_id"],
-                                  "stage": task["stage"]})
+                           extra={"error_type": type(exc).__name__})
             return TaskStatus.FAILED, None, describe_error(exc)
         return TaskStatus.COMPLETED, result, None
 
     # -- finalization -------------------------------------------------------------------
     def finalize(self, job_id: str) -> Optional[str]:
+        with log_context(job_id=job_id, operation="finalize"):
+            return self._finalize(job_id)
+
+    def _finalize(self, job_id: str) -> Optional[str]:
         job, tasks = self.state_manager.load_for_finalize(job_id)
         if job is None or JobStatus(job["status"]).is_terminal:
             return None
@@ -205,7 +215,7 @@ class CoreMachine:
             error = f"finalize_job failed: {describe_error(exc)}"
             result = {"finalize_error": error, "tasks_total": len(tasks),
                       "tasks_completed": sum(t.status == TaskStatus.COMPLETED for t in tasks)}
-            logger.error(error, extra={"job_id": job_id}, exc_info=True)
+            logger.error(error, exc_info=True)
         self.state_manager.end_job(job_id, status, result, error)
-        logger.info("job %s", status.value, extra={"job_id": job_id})
+        logger.info("job %s", status.value)
         return status.value

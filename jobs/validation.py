@@ -67,11 +67,36 @@ def validate_schema(owner: str, schema: dict[str, dict[str, Any]]) -> None:
                 f"{owner}.parameters_schema['{name}'] has unknown keys {sorted(unknown)}; "
                 f"allowed: {list(SCHEMA_KEYS)}"
             )
-        if rule.get("type", "str") not in SCHEMA_TYPES:
+        kind = rule.get("type", "str")
+        where = f"{owner}.parameters_schema['{name}']"
+        if kind not in SCHEMA_TYPES:
             raise ContractViolationError(
-                f"{owner}.parameters_schema['{name}'] has type {rule.get('type')!r}; "
-                f"allowed: {list(SCHEMA_TYPES)}"
-            )
+                f"{where} has type {kind!r}; allowed: {list(SCHEMA_TYPES)}")
+        if ("min" in rule or "max" in rule) and kind not in ("int", "float"):
+            raise ContractViolationError(f"{where}: min and max apply only to int and float")
+        for bound in ("min", "max"):
+            if bound in rule:
+                try:
+                    _check_type(bound, kind if kind == "float" else "int", rule[bound])
+                except JobValidationError:
+                    raise ContractViolationError(
+                        f"{where}: {bound} must be {_TYPE_WORDS[kind]}") from None
+        if "allowed" in rule:
+            allowed = rule["allowed"]
+            if not isinstance(allowed, (list, tuple)) or not allowed:
+                raise ContractViolationError(f"{where}: allowed must be a non-empty list")
+            for value in allowed:
+                try:
+                    _check_type(name, kind, value)
+                except JobValidationError:
+                    raise ContractViolationError(
+                        f"{where}: allowed value {value!r} is not {_TYPE_WORDS[kind]}") from None
+        if "default" in rule and rule["default"] is not None:
+            try:
+                validate_parameters({name: {k: v for k, v in rule.items() if k != "default"}},
+                                    {name: rule["default"]})
+            except JobValidationError as exc:
+                raise ContractViolationError(f"{where}: the default breaks its own rule: {exc}") from None
 
 
 def validate_parameters(schema: dict[str, dict[str, Any]], params: Any) -> dict[str, Any]:

@@ -10,6 +10,7 @@ import logging
 import azure.functions as func
 
 from config import JOBS_QUEUE, SERVICE_BUS_CONNECTION, TASKS_QUEUE
+from core.log_context import log_context
 from exceptions import MessageFormatError
 
 from .runtime import core_machine
@@ -20,11 +21,11 @@ bp = func.Blueprint()
 
 
 def _run(process, msg: func.ServiceBusMessage, queue: str) -> None:
-    try:
-        process(msg.get_body())
-    except MessageFormatError as exc:
-        logger.error("unusable message on %s dropped: %s", queue, exc,
-                     extra={"message_id": msg.message_id, "queue": queue})
+    with log_context(message_id=msg.message_id, correlation_id=msg.correlation_id):
+        try:
+            process(msg.get_body())
+        except MessageFormatError as exc:
+            logger.error("unusable message on %s dropped: %s", queue, exc)
 
 
 @bp.service_bus_queue_trigger(
