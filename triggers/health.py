@@ -1,5 +1,6 @@
-"""GET /api/health: database reachability and what is registered; 503 when the database
-cannot be reached."""
+"""Health. GET /api/health is anonymous and says only up or down (200 / 503), for load
+balancers and probes. GET /api/health/details needs a function key: database reachability,
+the queue backend, the registered job and task types."""
 
 from __future__ import annotations
 
@@ -13,19 +14,29 @@ from .runtime import core_machine
 bp = func.Blueprint()
 
 
-@bp.route(route="health", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
-def health(req: func.HttpRequest) -> func.HttpResponse:
+def _database_reachable() -> bool:
     from infrastructure.db import get_database
 
     try:
-        reachable = get_database().ping()
-    except Exception:  # unreachable at start-up (cannot open the pool): report, do not fail
-        reachable = False
+        return get_database().ping()
+    except Exception:  # unreachable at start-up (the pool cannot open): report, do not fail
+        return False
+
+
+@bp.route(route="health", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
+def health(req: func.HttpRequest) -> func.HttpResponse:
+    up = _database_reachable()
+    return json_response(200 if up else 503, {"status": "up" if up else "down"})
+
+
+@bp.route(route="health/details", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
+def health_details(req: func.HttpRequest) -> func.HttpResponse:
+    up = _database_reachable()
     payload = {
-        "status": "healthy" if reachable else "unhealthy",
-        "database": "reachable" if reachable else "unreachable",
+        "status": "up" if up else "down",
+        "database": "reachable" if up else "unreachable",
         "queue_backend": get_settings().effective_queue_backend,
         "job_types": sorted(core_machine.jobs_registry),
         "task_types": sorted(core_machine.handlers_registry),
     }
-    return json_response(200 if reachable else 503, payload)
+    return json_response(200 if up else 503, payload)

@@ -13,6 +13,7 @@ from triggers import health, http_jobs
 submit_fn = http_jobs.submit.build().get_user_function()
 status_fn = http_jobs.status.build().get_user_function()
 health_fn = health.health.build().get_user_function()
+details_fn = health.health_details.build().get_user_function()
 
 
 def submit(job_type: str, body: bytes | str = b"", content_type: str | None = "application/json"):
@@ -155,11 +156,19 @@ def test_unknown_job_id_is_404(database):
     assert code == 404 and "0" * 64 in body["error"]
 
 
-def test_health_reports_database_and_registries(database):
-    resp = health_fn(func.HttpRequest("GET", "/api/health", body=b""))
-    body = json.loads(resp.get_body())
-    assert resp.status_code == 200
-    assert body["database"] == "reachable"
+def get(fn, path):
+    resp = fn(func.HttpRequest("GET", path, body=b""))
+    return resp.status_code, json.loads(resp.get_body())
+
+
+def test_health_says_only_up(database):
+    assert get(health_fn, "/api/health") == (200, {"status": "up"})
+
+
+def test_health_details_report_database_and_registries(database):
+    code, body = get(details_fn, "/api/health/details")
+    assert code == 200
+    assert body["database"] == "reachable" and body["queue_backend"] == "embedded"
     assert body["job_types"] == ["hello_world"]
     assert body["task_types"] == ["hello_world_greeting", "hello_world_reply"]
 
@@ -172,9 +181,9 @@ def test_health_is_503_when_the_database_is_unreachable(monkeypatch):
     monkeypatch.setenv("DATABASE_URL", "postgresql://nobody@127.0.0.1:1/none?connect_timeout=1")
     reset_settings()
     try:
-        resp = health_fn(func.HttpRequest("GET", "/api/health", body=b""))
-        assert resp.status_code == 503
-        assert json.loads(resp.get_body())["database"] == "unreachable"
+        assert get(health_fn, "/api/health") == (503, {"status": "down"})
+        code, body = get(details_fn, "/api/health/details")
+        assert code == 503 and body["database"] == "unreachable"
     finally:
         set_database(None)
         reset_settings()

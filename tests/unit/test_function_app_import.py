@@ -40,11 +40,20 @@ def test_import_with_no_settings_and_no_network():
                    "route": "jobs/status/{job_id}"},
         "health": {"type": "httpTrigger", "methods": ["GET"], "authLevel": "anonymous",
                    "route": "health"},
+        "health_details": {"type": "httpTrigger", "methods": ["GET"], "authLevel": "function",
+                           "route": "health/details"},
         "process_job_message": {"type": "serviceBusTrigger", "queueName": "geospatial-jobs",
                                 "connection": "ServiceBusConnection"},
         "process_task_message": {"type": "serviceBusTrigger", "queueName": "geospatial-tasks",
                                  "connection": "ServiceBusConnection"},
     }
+
+
+def test_no_route_under_the_reserved_admin_prefix():
+    out = subprocess.run([sys.executable, "-c", PROBE], cwd=ROOT, capture_output=True,
+                         text=True, timeout=60)
+    routes = [f.get("route", "") for f in json.loads(out.stdout.strip().splitlines()[-1]).values()]
+    assert routes and not any(r.lower().startswith("admin") for r in routes)
 
 
 def test_host_json_uses_service_bus_extension_5_keys():
