@@ -32,7 +32,9 @@ class Settings(BaseSettings):
     database_auth: Literal["password", "entra"] = Field(default="password", alias="DATABASE_AUTH")
     embedded_pg_dir: str = Field(default=".local/pgdata", alias="EMBEDDED_PG_DIR")
     db_pool_min_size: int = Field(default=1, ge=0, alias="DB_POOL_MIN_SIZE")
-    db_pool_max_size: int = Field(default=10, ge=1, alias="DB_POOL_MAX_SIZE")
+    # Above the local host's default concurrency (2 + 8) so HTTP and lock renewal always
+    # find a connection.
+    db_pool_max_size: int = Field(default=20, ge=1, alias="DB_POOL_MAX_SIZE")
 
     # Queues: "servicebus" (Azure Service Bus) or "embedded" (a queue table in the same
     # PostgreSQL, for local runs and tests). Unset: servicebus when a connection is set.

@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 from dataclasses import dataclass
@@ -29,7 +30,11 @@ MAX_DELIVERY_REASON = "MaxDeliveryCountExceeded"
 
 
 def channel_for(queue_name: str) -> str:
-    return "queue_" + "".join(c if c.isalnum() else "_" for c in queue_name)
+    """The NOTIFY channel of a queue; PostgreSQL identifiers stop at 63 bytes."""
+    channel = "queue_" + "".join(c if c.isalnum() else "_" for c in queue_name)
+    if len(channel.encode()) > 63:
+        channel = "queue_" + hashlib.sha256(queue_name.encode()).hexdigest()[:32]
+    return channel
 
 
 @dataclass(frozen=True)
@@ -145,7 +150,7 @@ class EmbeddedQueue(QueueSender):
             cur = conn.execute(
                 "UPDATE app.queue_messages"
                 " SET locked_until = now() + make_interval(secs => %s)"
-                " WHERE id = %s AND lock_token = %s",
+                " WHERE id = %s AND lock_token = %s AND locked_until > now()",
                 (self.lock_seconds, message.id, message.lock_token),
             )
             return cur.rowcount == 1

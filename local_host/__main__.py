@@ -1,0 +1,115 @@
+"""python -m local_host serve [--port N] | demo | migrate"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+from typing import Optional, Sequence
+
+# The engine logs these as `extra`; show them so a line says which job and task it is about.
+_CONTEXT_FIELDS = ("job_id", "job_type", "task_id", "stage", "queue", "message_id")
+
+
+class _Formatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        text = super().format(record)
+        context = " ".join(f"{k}={getattr(record, k)}" for k in _CONTEXT_FIELDS
+                           if getattr(record, k, None) is not None)
+        return f"{text} [{context}]" if context else text
+
+
+def configure_logging(level: int) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=level, handlers=[handler], force=True)
+    # The pool logs every connection at INFO; the azure SDK is chatty too.
+    for name in ("psycopg.pool", "azure"):
+        logging.getLogger(name).setLevel(max(level, logging.WARNING))
+
+
+def serve(port: Optional[int]) -> int:
+    from .host import LocalHost
+    from .settings import default_port
+
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: object) -> None:
+        logging.getLogger("local_host").info("%s received: stopping",
+                                             signal.Signals(signum).name)
+        # A second signal ends the process at once.
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        stop.set()
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    host = LocalHost(port=default_port() if port is None else port).start()
+    while not stop.wait(1.0):
+        pass
+    host.stop()
+    return 0
+
+
+def migrate() -> int:
+    from psycopg.conninfo import conninfo_to_dict
+
+    from config import get_settings
+    from infrastructure.db import resolve_database_url
+    from infrastructure.migrations import apply_migrations, available_migrations
+
+    conninfo = resolve_database_url(get_settings())
+    where = conninfo_to_dict(conninfo)
+    print(f"database {where.get('dbname', '?')} on {where.get('host', 'localhost')}"
+          f":{where.get('port', 5432)}")
+    applied = apply_migrations(conninfo)
+    for name in applied:
+        print(f"applied {name}")
+    if not applied:
+        print(f"up to date ({len(available_migrations())} migration(s) already applied)")
+    return 0
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m local_host", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve_cmd = commands.add_parser("serve", help="run the app's functions, like func start")
+    serve_cmd.add_argument("--port", type=int, default=None,
+                           help="HTTP port (default: Host.LocalHttpPort or 7071; 0: any free)")
+    demo_cmd = commands.add_parser("demo", help="run hello_world with live progress")
+    demo_cmd.add_argument("-n", type=int, default=5, help="greetings (default 5)")
+    demo_cmd.add_argument("--verbose", "-v", action="store_true", help="show the host's log")
+    commands.add_parser("migrate", help="apply pending database migrations")
+    args = parser.parse_args(argv)
+
+    # The demo draws progress on the terminal; the host's INFO log would break it up.
+    quiet = args.command == "demo" and not args.verbose
+    configure_logging(logging.WARNING if quiet else logging.INFO)
+
+    from exceptions import EngineError
+    from psycopg import Error as PsycopgError
+
+    from .host import LocalHostError
+    from .settings import SettingsFileError, load_local_settings
+
+    try:
+        load_local_settings()
+        if args.command == "serve":
+            return serve(args.port)
+        if args.command == "demo":
+            from .demo import run_demo
+
+            return run_demo(n=args.n)
+        return migrate()
+    except (LocalHostError, SettingsFileError, EngineError, PsycopgError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:  # Ctrl+C in the demo; the host has been stopped on the way out
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
