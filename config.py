@@ -54,10 +54,21 @@ class Settings(BaseSettings):
     local_job_concurrency: int = Field(default=2, ge=1, alias="LOCAL_JOB_CONCURRENCY")
     local_task_concurrency: int = Field(default=8, ge=1, alias="LOCAL_TASK_CONCURRENCY")
 
+    # Application Insights: set in Azure to send logs with job_id, task_id and stage as
+    # custom dimensions (infrastructure/telemetry.py). Unset locally: no telemetry.
+    applicationinsights_connection_string: Optional[str] = Field(
+        default=None, alias="APPLICATIONINSIGHTS_CONNECTION_STRING"
+    )
+
+    # Migrations use this URL when set (e.g. port 5432 when DATABASE_URL goes through a
+    # transaction-mode pooler, which breaks session advisory locks); else DATABASE_URL.
+    migrations_database_url: Optional[str] = Field(default=None, alias="MIGRATIONS_DATABASE_URL")
+
     # HTTP: the largest request body accepted, in bytes.
     max_request_bytes: int = Field(default=1_048_576, ge=1024, alias="MAX_REQUEST_BYTES")
 
-    @field_validator("database_url", "service_bus_connection", "service_bus_namespace")
+    @field_validator("database_url", "service_bus_connection", "service_bus_namespace",
+                     "applicationinsights_connection_string", "migrations_database_url")
     @classmethod
     def _blank_is_unset(cls, value: Optional[str]) -> Optional[str]:
         return value or None

@@ -30,6 +30,11 @@ from jobs.base import JobExecutionContext
 logger = logging.getLogger(__name__)
 
 
+def outgoing(message: JobQueueMessage | TaskQueueMessage) -> OutgoingMessage:
+    return OutgoingMessage(body=message.to_json(), message_id=message.message_id,
+                           correlation_id=message.job_id)
+
+
 def describe_error(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
@@ -104,14 +109,11 @@ class CoreMachine:
 
     def _send_tasks(self, tasks: list[dict[str, Any]], attempt: int) -> None:
         messages = [
-            OutgoingMessage(
-                body=TaskQueueMessage(job_id=t["parent_job_id"], task_id=t["task_id"],
-                                      stage=t["stage"], attempt=attempt).to_json(),
-                correlation_id=t["parent_job_id"],
-            )
+            TaskQueueMessage(job_id=t["parent_job_id"], task_id=t["task_id"],
+                             stage=t["stage"], attempt=attempt, retry=t["retry_count"])
             for t in tasks
         ]
-        self.queue.send(TASKS_QUEUE, messages)
+        self.queue.send(TASKS_QUEUE, [outgoing(m) for m in messages])
 
     def _after_close(self, closure: Optional[StageClosure]) -> None:
         if closure is None:
@@ -119,8 +121,7 @@ class CoreMachine:
         if closure.action == "next":
             message = JobQueueMessage(job_id=closure.job_id, stage=closure.next_stage,
                                       attempt=closure.attempt)
-            self.queue.send(JOBS_QUEUE, [OutgoingMessage(body=message.to_json(),
-                                                         correlation_id=closure.job_id)])
+            self.queue.send(JOBS_QUEUE, [outgoing(message)])
         elif closure.action == "finalize":
             self.finalize(closure.job_id)
         elif closure.action == "failed":

@@ -140,9 +140,20 @@ class _QueueMessage(BaseModel):
 class JobQueueMessage(_QueueMessage):
     """Tells the engine to run (build and queue the tasks of) one stage of a job."""
 
+    @property
+    def message_id(self) -> str:
+        """One id per logical delivery: a resend keeps it (Service Bus duplicate
+        detection drops the copy); another stage or attempt gets another."""
+        return f"{self.job_id}:a{self.attempt}:s{self.stage}"
+
 
 class TaskQueueMessage(_QueueMessage):
     """Tells the engine to run one task."""
 
     task_id: str
     retry: int = 0
+
+    @property
+    def message_id(self) -> str:
+        """One id per logical delivery: a retry or a new attempt gets a new one."""
+        return f"{self.task_id}:a{self.attempt}:r{self.retry}"

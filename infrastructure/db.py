@@ -112,7 +112,8 @@ def get_database() -> Database:
                 settings.db_pool_max_size, password=password_provider(settings),
             )
             try:
-                apply_migrations(database.conninfo, **database.connect_kwargs())
+                migrations_url = settings.migrations_database_url or database.conninfo
+                apply_migrations(migrations_url, **database.connect_kwargs())
                 _database = database.open()
             except (psycopg.OperationalError, PoolTimeout) as exc:
                 database.close()

@@ -30,6 +30,7 @@ def store_job(job_class: Any, job_id: str, params: dict[str, Any]) -> dict[str, 
 
 def send_job_message(job_id: str, stage: int, attempt: int) -> dict[str, Any]:
     message = JobQueueMessage(job_id=job_id, stage=stage, attempt=attempt)
-    outgoing = OutgoingMessage(body=message.to_json(), correlation_id=job_id)
+    outgoing = OutgoingMessage(body=message.to_json(), message_id=message.message_id,
+                               correlation_id=job_id)
     get_queue().send(JOBS_QUEUE, [outgoing])
     return {"queued": True, "queue": JOBS_QUEUE, "message_id": outgoing.message_id}

@@ -8,7 +8,8 @@ dimensions."""
 from __future__ import annotations
 
 import logging
-import os
+
+from config import get_settings
 
 logger = logging.getLogger(__name__)
 _configured = False
@@ -19,7 +20,7 @@ def configure_telemetry() -> bool:
     global _configured
     if _configured:
         return True
-    if not os.environ.get("APPLICATIONINSIGHTS_CONNECTION_STRING"):
+    if not get_settings().applicationinsights_connection_string:
         return False
     try:
         from azure.monitor.opentelemetry import configure_azure_monitor

@@ -23,10 +23,20 @@ def available_migrations() -> list[tuple[int, str, Path]]:
     return found
 
 
+def _pending(conn: psycopg.Connection) -> bool:
+    exists = conn.execute("SELECT to_regclass('app.schema_migrations')").fetchone()[0]
+    if exists is None:
+        return True
+    done = {row[0] for row in conn.execute("SELECT version FROM app.schema_migrations")}
+    return any(version not in done for version, _, _ in available_migrations())
+
+
 def apply_migrations(conninfo: str, **connect_kwargs: Any) -> list[str]:
     """Bring the schema up to date; returns the names of the migrations applied now."""
     applied_now = []
     with psycopg.connect(conninfo, autocommit=True, **connect_kwargs) as conn:
+        if not _pending(conn):
+            return applied_now  # the usual case: no lock taken
         conn.execute("SELECT pg_advisory_lock(%s)", (_MIGRATION_LOCK_KEY,))
         try:
             conn.execute("CREATE SCHEMA IF NOT EXISTS app")

@@ -29,3 +29,4 @@ def test_service_bus_connection_selects_service_bus(monkeypatch):
     monkeypatch.delenv("QUEUE_BACKEND", raising=False)
     monkeypatch.setenv("ServiceBusConnection", "Endpoint=sb://x.servicebus.windows.net/;SharedAccessKeyName=k;SharedAccessKey=v")
     assert Settings().effective_queue_backend == "servicebus"
+
