@@ -31,10 +31,27 @@ def current_fields() -> dict[str, Any]:
 
 
 def install_record_factory() -> None:
-    """Idempotent: wraps the current LogRecord factory once."""
+    """Idempotent: wraps the current LogRecord factory once, and Logger.makeRecord so that
+    a field passed explicitly in extra= wins over the context (logging would otherwise
+    raise KeyError for overwriting an attribute the factory set)."""
     previous = logging.getLogRecordFactory()
     if getattr(previous, "_engine_fields", False):
         return
+    make_record = logging.Logger.makeRecord
+
+    def make_record_extra_wins(self, *args: Any, **kwargs: Any) -> logging.LogRecord:
+        # Logger._log passes (name, level, fn, lno, msg, args, exc_info, func, extra, sinfo).
+        extra = args[8] if len(args) > 8 else kwargs.get("extra")
+        fields = _fields.get()
+        if extra and any(key in fields for key in extra):
+            token = _fields.set({k: v for k, v in fields.items() if k not in extra})
+            try:
+                return make_record(self, *args, **kwargs)
+            finally:
+                _fields.reset(token)
+        return make_record(self, *args, **kwargs)
+
+    logging.Logger.makeRecord = make_record_extra_wins  # type: ignore[method-assign]
 
     def factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
         record = previous(*args, **kwargs)

@@ -15,7 +15,6 @@ import json
 import logging
 from typing import Any, Callable, Optional
 
-from config import JOBS_QUEUE, TASKS_QUEUE
 from core.log_context import log_context
 from core.models import (
     JobQueueMessage, JobStatus, TaskDefinition, TaskQueueMessage, TaskStatus,
@@ -24,15 +23,33 @@ from core.orchestration_manager import OrchestrationManager
 from core.registry import validate_registries
 from core.state_manager import StageClosure, StateManager
 from exceptions import ContractViolationError, UnknownJobTypeError
-from infrastructure.queues import OutgoingMessage, QueueSender, get_queue
+from infrastructure.db import get_database
+from infrastructure.outbox import Outbox
+from infrastructure.queues import QueueSender, get_queue
 from jobs.base import JobExecutionContext
 
 logger = logging.getLogger(__name__)
 
 
-def outgoing(message: JobQueueMessage | TaskQueueMessage) -> OutgoingMessage:
-    return OutgoingMessage(body=message.to_json(), message_id=message.message_id,
-                           correlation_id=message.job_id)
+def storable_json(value: dict[str, Any], source: str) -> dict[str, Any]:
+    """value as plain JSON that PostgreSQL's jsonb can store (no NaN or infinity, no NUL
+    character in any key or string); other objects become their str()."""
+    try:
+        plain = json.loads(json.dumps(value, allow_nan=False, default=str))
+    except ValueError as exc:
+        raise ContractViolationError(f"{source} returned a value JSON cannot hold: {exc}") from None
+    stack: list[Any] = [plain]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+        elif isinstance(item, str) and "\x00" in item:
+            raise ContractViolationError(
+                f"{source} returned text with a NUL character, which PostgreSQL cannot store")
+    return plain
 
 
 def describe_error(exc: BaseException) -> str:
@@ -49,9 +66,10 @@ class CoreMachine:
         validate_registries(all_jobs, all_handlers)
         self.jobs_registry = all_jobs
         self.handlers_registry = all_handlers
-        self.state_manager = StateManager(all_jobs)
-        self.orchestrator = OrchestrationManager()
         self._queue = queue
+        self.outbox = Outbox(lambda: self.queue, get_database)
+        self.state_manager = StateManager(all_jobs, self.outbox)
+        self.orchestrator = OrchestrationManager()
 
     @property
     def queue(self) -> QueueSender:
@@ -76,13 +94,11 @@ class CoreMachine:
         )
         if opening.ignored:
             logger.info("job message ignored: %s", opening.ignored)
-        if opening.tasks:
-            self._send_tasks(opening.tasks, message.attempt)
-            self.state_manager.mark_dispatched(message.job_id, message.stage)
-            logger.info("stage %s: %d task(s) queued", message.stage, len(opening.tasks))
-        elif opening.tasks is not None and opening.closure is None:
-            # Every task of the stage was already sent and is running or done.
-            self.state_manager.mark_dispatched(message.job_id, message.stage)
+        else:
+            logger.info("stage %s: %d task(s) queued", message.stage, opening.task_count)
+        # Sends the new tasks' messages (Service Bus); after an ignored repeat, whatever
+        # an earlier delivery committed but failed to send.
+        self.outbox.flush(message.job_id)
         self._after_close(opening.closure)
         return opening.ignored or "opened"
 
@@ -107,25 +123,15 @@ class CoreMachine:
             return tasks
         return build
 
-    def _send_tasks(self, tasks: list[dict[str, Any]], attempt: int) -> None:
-        messages = [
-            TaskQueueMessage(job_id=t["parent_job_id"], task_id=t["task_id"],
-                             stage=t["stage"], attempt=attempt, retry=t["retry_count"])
-            for t in tasks
-        ]
-        self.queue.send(TASKS_QUEUE, [outgoing(m) for m in messages])
-
     def _after_close(self, closure: Optional[StageClosure]) -> None:
         if closure is None:
             return
         if closure.action == "next":
-            message = JobQueueMessage(job_id=closure.job_id, stage=closure.next_stage,
-                                      attempt=closure.attempt)
-            self.queue.send(JOBS_QUEUE, [outgoing(message)])
+            self.outbox.flush(closure.job_id)  # the next stage's message
         elif closure.action == "finalize":
             self.finalize(closure.job_id)
         elif closure.action == "failed":
-            logger.warning("job failed", extra={"job_id": closure.job_id})
+            logger.warning("job failed")
 
     # -- task messages ------------------------------------------------------------------
     def process_task_message(self, body: bytes | str) -> str:
@@ -140,6 +146,10 @@ class CoreMachine:
         if task is None:
             reason = "unknown task" if job is None else "task already finished"
             logger.info("task message ignored: %s", reason)
+            if job is not None:
+                # A repeated message may mean the first delivery finished the task but
+                # failed before its stage's next step was sent: redo that step.
+                self.resume(job["job_id"])
             return reason
         if job["attempt"] != message.attempt:
             logger.info("task message ignored: from attempt %s", message.attempt)
@@ -178,15 +188,26 @@ class CoreMachine:
                 raise ContractViolationError(
                     f"handler for '{task['task_type']}' returned {type(result).__name__}; "
                     "handlers must return a dict")
-            # PostgreSQL's jsonb stores neither NaN nor NUL characters.
-            if "\\u0000" in json.dumps(result, allow_nan=False, default=str):
-                raise ContractViolationError("handler result contains a NUL character")
-            result = json.loads(json.dumps(result, default=str))
+            result = storable_json(result, f"handler for '{task['task_type']}'")
         except Exception as exc:  # the task fails with its cause; the job decides the rest
             logger.warning("task handler failed: %s", describe_error(exc),
                            extra={"error_type": type(exc).__name__})
             return TaskStatus.FAILED, None, describe_error(exc)
         return TaskStatus.COMPLETED, result, None
+
+    def resume(self, job_id: str) -> Optional[str]:
+        """Do what an unfinished job waits for that no message will do: send messages an
+        earlier commit left in the outbox, or finalize a job whose stages have all closed.
+        Safe to call any time. Returns what it did, or None."""
+        with log_context(job_id=job_id, operation="resume"):
+            if self.outbox.flush(job_id):
+                logger.info("resumed job: sent pending messages")
+                return "sent"
+            if self.state_manager.needs_finalize(job_id):
+                logger.info("resumed job: finalizing")
+                self.finalize(job_id)
+                return "finalized"
+        return None
 
     # -- finalization -------------------------------------------------------------------
     def finalize(self, job_id: str) -> Optional[str]:
@@ -209,7 +230,7 @@ class CoreMachine:
                 raise ContractViolationError(
                     f"{job_class.__name__}.finalize_job returned {type(result).__name__}; "
                     "it must return a dict")
-            result = json.loads(json.dumps(result, allow_nan=False, default=str))
+            result = storable_json(result, f"{job_class.__name__}.finalize_job")
             error = None
         except Exception as exc:  # the job still ends, with the error beside a fallback
             status = JobStatus.COMPLETED_WITH_ERRORS

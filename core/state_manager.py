@@ -14,13 +14,24 @@ from typing import Any, Callable, Optional
 
 import psycopg
 
-from core.models import JobStatus, TaskDefinition, TaskRecord, TaskStatus
+from config import JOBS_QUEUE, TASKS_QUEUE
+from core.models import (
+    JobQueueMessage, JobStatus, TaskDefinition, TaskQueueMessage, TaskRecord, TaskStatus,
+)
 from core.orchestration_manager import previous_results_view
 from exceptions import ContractViolationError
 from infrastructure.db import get_database
+from infrastructure.outbox import Outbox
+from infrastructure.queues import get_queue
+from infrastructure.queues.base import OutgoingMessage
 from infrastructure.repositories import JobRepository, TaskRepository
 
 TASK_STATUSES = [s.value for s in TaskStatus]
+
+
+def outgoing(message: JobQueueMessage | TaskQueueMessage) -> OutgoingMessage:
+    return OutgoingMessage(body=message.to_json(), message_id=message.message_id,
+                           correlation_id=message.job_id)
 
 
 @dataclass(frozen=True)
@@ -36,17 +47,19 @@ class StageClosure:
 
 @dataclass
 class StageOpening:
-    """The result of a job message: tasks to send (if any) and a closure for a stage
-    that had no tasks."""
+    """The result of a job message: how many tasks were created (their messages are in
+    the outbox), or why the message was ignored, and a closure for a stage that had no
+    tasks."""
 
     ignored: Optional[str] = None
-    tasks: list[dict[str, Any]] | None = None
+    task_count: int = 0
     closure: Optional[StageClosure] = None
 
 
 class StateManager:
-    def __init__(self, all_jobs: dict[str, Any]):
+    def __init__(self, all_jobs: dict[str, Any], outbox: Optional[Outbox] = None):
         self.all_jobs = all_jobs
+        self.outbox = outbox or Outbox(get_queue, get_database)
         self.jobs = JobRepository()
         self.tasks = TaskRepository()
 
@@ -62,7 +75,8 @@ class StateManager:
         attempt: int,
         build: Callable[[dict[str, Any], Optional[list[dict[str, Any]]]], list[TaskDefinition]],
     ) -> StageOpening:
-        """Create a stage's tasks once (idempotent) and return those still to be sent."""
+        """Create a stage's tasks and their messages once, in one transaction (a repeated
+        job message finds the stage opened and does nothing)."""
         with self.db.transaction() as conn:
             job = self.jobs.get_job(conn, job_id, for_update=True)
             if job is None:
@@ -71,33 +85,30 @@ class StateManager:
                 return StageOpening(ignored=f"job already {job['status']}")
             if job["stage"] != stage or job["attempt"] != attempt:
                 return StageOpening(ignored=f"stale message: job is at stage {job['stage']}")
-            row = self.tasks.get_stage(conn, job_id, stage)
-            if row is not None and row["dispatched"]:
-                return StageOpening(ignored="stage already dispatched")
-            if row is None:
-                self.jobs.mark_processing(conn, job_id)
-                previous = None
-                if stage > 1:
-                    previous = previous_results_view(self.tasks.list_tasks(conn, job_id, stage - 1))
-                try:
-                    definitions = build(job, previous)
-                except ContractViolationError as exc:
-                    self.jobs.end_job(conn, job_id, JobStatus.FAILED.value,
-                                      error_details=f"Stage {stage}: {exc}")
-                    return StageOpening(ignored="job failed building its tasks",
-                                        closure=StageClosure("failed", job_id, attempt))
-                self.tasks.insert_tasks(conn, job_id, job["job_type"], definitions)
-                self.tasks.create_stage(conn, job_id, stage, len(definitions))
-                if not definitions:
-                    row = self.tasks.get_stage(conn, job_id, stage)
-                    return StageOpening(tasks=[], closure=self._close_stage(conn, job, row))
-            return StageOpening(
-                tasks=self.tasks.list_tasks(conn, job_id, stage, statuses=["queued"])
-            )
-
-    def mark_dispatched(self, job_id: str, stage: int) -> None:
-        with self.db.connection() as conn:
-            self.tasks.mark_dispatched(conn, job_id, stage)
+            if self.tasks.get_stage(conn, job_id, stage) is not None:
+                return StageOpening(ignored="stage already opened")
+            self.jobs.mark_processing(conn, job_id)
+            previous = None
+            if stage > 1:
+                previous = previous_results_view(self.tasks.list_tasks(conn, job_id, stage - 1))
+            try:
+                definitions = build(job, previous)
+            except ContractViolationError as exc:
+                self.jobs.end_job(conn, job_id, JobStatus.FAILED.value,
+                                  error_details=f"Stage {stage}: {exc}")
+                return StageOpening(ignored="job failed building its tasks",
+                                    closure=StageClosure("failed", job_id, attempt))
+            self.tasks.insert_tasks(conn, job_id, job["job_type"], definitions)
+            self.tasks.create_stage(conn, job_id, stage, len(definitions))
+            self.outbox.add(conn, job_id, TASKS_QUEUE, [
+                outgoing(TaskQueueMessage(job_id=job_id, task_id=t.task_id, stage=stage,
+                                          attempt=attempt))
+                for t in definitions
+            ])
+            if not definitions:
+                row = self.tasks.get_stage(conn, job_id, stage)
+                return StageOpening(closure=self._close_stage(conn, job, row))
+            return StageOpening(task_count=len(definitions))
 
     def _close_stage(
         self, conn: psycopg.Connection, job: dict[str, Any], row: dict[str, Any]
@@ -128,7 +139,21 @@ class StateManager:
             return StageClosure("failed", job_id, attempt)
         if last:
             return StageClosure("finalize", job_id, attempt)
+        self.outbox.add(conn, job_id, JOBS_QUEUE, [
+            outgoing(JobQueueMessage(job_id=job_id, stage=next_stage, attempt=attempt))])
         return StageClosure("next", job_id, attempt, next_stage)
+
+    def needs_finalize(self, job_id: str) -> bool:
+        """True when every stage of an unfinished job has closed but finalize never ended
+        it (the process stopped in between)."""
+        with self.db.connection() as conn:
+            job = self.jobs.get_job(conn, job_id)
+            if job is None or JobStatus(job["status"]).is_terminal:
+                return False
+            if job["stage"] < job["total_stages"]:
+                return False
+            row = self.tasks.get_stage(conn, job_id, job["stage"])
+        return row is not None and row["completed_at"] is not None
 
     # -- tasks --------------------------------------------------------------------------
     def begin_task(self, task_id: str) -> tuple[Optional[dict], Optional[dict]]:

@@ -25,4 +25,7 @@ def submit_job(machine: Any, job_type: str, params: Any) -> SubmitOutcome:
         if record.get("created", True):
             job_class.queue_job(job_id, validated)
             return SubmitOutcome(True, machine.state_manager.job_status(job_id))
+    # The job exists. If its first message was never sent (the send failed after the
+    # record was stored), this sends it; otherwise it does nothing.
+    machine.resume(job_id)
     return SubmitOutcome(False, machine.state_manager.job_status(job_id))

@@ -128,12 +128,6 @@ class TaskRepository:
             "SELECT * FROM app.job_stages WHERE job_id = %s AND stage = %s", (job_id, stage)
         ).fetchone()
 
-    def mark_dispatched(self, conn: psycopg.Connection, job_id: str, stage: int) -> None:
-        conn.execute(
-            "UPDATE app.job_stages SET dispatched = true WHERE job_id = %s AND stage = %s",
-            (job_id, stage),
-        )
-
     def mark_stage_completed(self, conn: psycopg.Connection, job_id: str, stage: int) -> None:
         conn.execute(
             "UPDATE app.job_stages SET completed_at = now() WHERE job_id = %s AND stage = %s",

@@ -9,11 +9,18 @@ from config import JOBS_QUEUE
 from core.models import JobQueueMessage, JobRecord, JobStatus
 
 from .db import get_database
+from .outbox import Outbox
 from .queues import OutgoingMessage, get_queue
 from .repositories import JobRepository
 
 
+def _outbox() -> Outbox:
+    return Outbox(get_queue, get_database)
+
+
 def store_job(job_class: Any, job_id: str, params: dict[str, Any]) -> dict[str, Any]:
+    """Store the job and its first message in one transaction (an outbox): a job is never
+    stored without the message that starts it."""
     record = JobRecord(
         job_id=job_id,
         job_type=job_class.job_type,
@@ -23,14 +30,17 @@ def store_job(job_class: Any, job_id: str, params: dict[str, Any]) -> dict[str, 
         total_stages=len(job_class.stages),
         metadata={"description": job_class.description, "created_by": job_class.__name__},
     )
+    first = JobQueueMessage(job_id=job_id, stage=1, attempt=record.attempt)
     with get_database().transaction() as conn:
         created = JobRepository().insert_job(conn, record)
+        if created:
+            _outbox().add(conn, job_id, JOBS_QUEUE, [OutgoingMessage(
+                body=first.to_json(), message_id=first.message_id, correlation_id=job_id)])
     return {**record.model_dump(mode="json"), "created": created}
 
 
-def send_job_message(job_id: str, stage: int, attempt: int) -> dict[str, Any]:
-    message = JobQueueMessage(job_id=job_id, stage=stage, attempt=attempt)
-    outgoing = OutgoingMessage(body=message.to_json(), message_id=message.message_id,
-                               correlation_id=job_id)
-    get_queue().send(JOBS_QUEUE, [outgoing])
-    return {"queued": True, "queue": JOBS_QUEUE, "message_id": outgoing.message_id}
+def send_pending_messages(job_id: str) -> dict[str, Any]:
+    """Send what the job's record left in the outbox (nothing with the embedded queue,
+    whose messages were enqueued with the record)."""
+    sent = _outbox().flush(job_id)
+    return {"queued": True, "queue": JOBS_QUEUE, "sent_now": sent}

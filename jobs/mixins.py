@@ -45,14 +45,15 @@ class JobBaseMixin:
 
     @classmethod
     def create_job_record(cls, job_id: str, params: dict[str, Any]) -> dict[str, Any]:
-        """Store the job as queued at stage 1; an existing job is left as it is."""
+        """Store the job as queued at stage 1, with the message that starts it, in one
+        transaction; an existing job is left as it is ("created": False)."""
         from infrastructure.submission import store_job
 
         return store_job(cls, job_id, params)
 
     @classmethod
     def queue_job(cls, job_id: str, params: dict[str, Any]) -> dict[str, Any]:
-        """Send the message that starts the job's first stage."""
-        from infrastructure.submission import send_job_message
+        """Send the job's first message (stored by create_job_record)."""
+        from infrastructure.submission import send_pending_messages
 
-        return send_job_message(job_id, stage=1, attempt=1)
+        return send_pending_messages(job_id)

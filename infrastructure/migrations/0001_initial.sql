@@ -47,11 +47,28 @@ CREATE TABLE app.job_stages (
     task_count    integer     NOT NULL,
     pending       integer     NOT NULL CHECK (pending >= 0),
     failed        integer     NOT NULL DEFAULT 0,
-    dispatched    boolean     NOT NULL DEFAULT false,
     created_at    timestamptz NOT NULL DEFAULT now(),
     completed_at  timestamptz,
     PRIMARY KEY (job_id, stage)
 );
+
+-- Messages written in the same transaction as the state change that needs them, sent to
+-- Service Bus after the commit and then deleted. A row still here after a failed send is
+-- sent again later, with the same message_id. (With the embedded queue, messages go
+-- straight into app.queue_messages in that transaction instead.)
+CREATE TABLE app.outbox (
+    id              bigserial   PRIMARY KEY,
+    job_id          varchar(64) NOT NULL,
+    queue_name      text        NOT NULL,
+    message_id      text        NOT NULL,
+    correlation_id  text,
+    body            text        NOT NULL,
+    scheduled_at    timestamptz,
+    created_at      timestamptz NOT NULL DEFAULT now()
+);
+
+CREATE INDEX outbox_job_idx ON app.outbox (job_id);
+CREATE INDEX outbox_created_idx ON app.outbox (created_at);
 
 -- The embedded queue: Azure Service Bus semantics (peek-lock, delivery count, dead-letter,
 -- scheduled messages) in PostgreSQL, for local runs and tests.

@@ -91,29 +91,41 @@ class EmbeddedQueue(QueueSender):
         """Lock and return up to max_messages visible messages, without waiting."""
         # One statement: pick visible messages in FIFO order, skipping ones other
         # receivers hold; a pick already delivered max_delivery_count times goes to the
-        # dead-letter queue instead of being delivered again.
+        # dead-letter queue instead of being delivered again. Picks lost that way are made
+        # up by picking again, so a poison message never hides the messages behind it.
+        rows: list[dict] = []
         with self.database.connection() as conn:
-            rows = conn.execute(
-                "WITH picked AS ("
-                "  SELECT id, delivery_count FROM app.queue_messages"
-                "  WHERE queue_name = %(queue)s AND NOT dead_lettered AND visible_at <= now()"
-                "  AND (locked_until IS NULL OR locked_until <= now())"
-                "  ORDER BY id LIMIT %(n)s FOR UPDATE SKIP LOCKED),"
-                " dead AS ("
-                "  UPDATE app.queue_messages q SET dead_lettered = true,"
-                "   dead_letter_reason = %(reason)s, dead_letter_description = %(why)s,"
-                "   lock_token = NULL, locked_until = NULL"
-                "  FROM picked p WHERE q.id = p.id AND p.delivery_count >= %(max)s)"
-                " UPDATE app.queue_messages q SET delivery_count = q.delivery_count + 1,"
-                "  lock_token = gen_random_uuid(),"
-                "  locked_until = now() + make_interval(secs => %(lock)s)"
-                " FROM picked p WHERE q.id = p.id AND p.delivery_count < %(max)s"
-                " RETURNING q.*",
-                {"queue": queue_name, "n": max_messages, "reason": MAX_DELIVERY_REASON,
-                 "why": f"Message could not be consumed after {self.max_delivery_count} "
-                        "delivery attempts.",
-                 "max": self.max_delivery_count, "lock": self.lock_seconds},
-            ).fetchall()
+            while len(rows) < max_messages:
+                picked = conn.execute(
+                    "WITH picked AS ("
+                    "  SELECT id, delivery_count FROM app.queue_messages"
+                    "  WHERE queue_name = %(queue)s AND NOT dead_lettered"
+                    "  AND visible_at <= now()"
+                    "  AND (locked_until IS NULL OR locked_until <= now())"
+                    "  ORDER BY id LIMIT %(n)s FOR UPDATE SKIP LOCKED),"
+                    " dead AS ("
+                    "  UPDATE app.queue_messages q SET dead_lettered = true,"
+                    "   dead_letter_reason = %(reason)s, dead_letter_description = %(why)s,"
+                    "   lock_token = NULL, locked_until = NULL"
+                    "  FROM picked p WHERE q.id = p.id AND p.delivery_count >= %(max)s"
+                    "  RETURNING q.id),"
+                    " live AS ("
+                    "  UPDATE app.queue_messages q SET delivery_count = q.delivery_count + 1,"
+                    "   lock_token = gen_random_uuid(),"
+                    "   locked_until = now() + make_interval(secs => %(lock)s)"
+                    "  FROM picked p WHERE q.id = p.id AND p.delivery_count < %(max)s"
+                    "  RETURNING q.*)"
+                    " SELECT live.*, (SELECT count(*) FROM dead)::int AS dead_count"
+                    " FROM (SELECT 1) one LEFT JOIN live ON true",
+                    {"queue": queue_name, "n": max_messages - len(rows),
+                     "reason": MAX_DELIVERY_REASON,
+                     "why": f"Message could not be consumed after {self.max_delivery_count} "
+                            "delivery attempts.",
+                     "max": self.max_delivery_count, "lock": self.lock_seconds},
+                ).fetchall()
+                rows.extend(r for r in picked if r["id"] is not None)
+                if picked[0]["dead_count"] == 0:
+                    break
         rows.sort(key=lambda r: r["id"])
         return [
             ReceivedMessage(

@@ -24,9 +24,12 @@ def test_fields_reach_records_of_any_logger(caplog):
 
 def test_explicit_extra_wins_over_context(caplog):
     caplog.set_level(logging.INFO)
-    with log_context(job_id="from-context"):
+    with log_context(job_id="from-context", stage=1):
         logging.getLogger("x").info("m", extra={"stage": 7})
-    assert caplog.records[0].stage == 7 and caplog.records[0].job_id == "from-context"
+        logging.getLogger("x").info("n", extra={"job_id": "explicit"})
+    first, second = caplog.records
+    assert first.stage == 7 and first.job_id == "from-context"
+    assert second.job_id == "explicit" and second.stage == 1
 
 
 def test_telemetry_is_inert_without_a_connection_string(monkeypatch):
