@@ -13,7 +13,8 @@ from typing import Any
 @dataclass(frozen=True)
 class SubmitOutcome:
     created: bool
-    job: dict[str, Any]  # the job as the status endpoint shows it
+    # created: the record as stored; otherwise the job as the status endpoint shows it
+    job: dict[str, Any]
 
 
 def submit_job(machine: Any, job_type: str, params: Any) -> SubmitOutcome:
@@ -24,7 +25,8 @@ def submit_job(machine: Any, job_type: str, params: Any) -> SubmitOutcome:
         record = job_class.create_job_record(job_id, validated)
         if record.get("created", True):
             job_class.queue_job(job_id, validated)
-            return SubmitOutcome(True, machine.state_manager.job_status(job_id))
+            # The record as stored (queued): a worker may already be running it.
+            return SubmitOutcome(True, record)
     # The job exists. If its first message was never sent (the send failed after the
     # record was stored), this sends it; otherwise it does nothing.
     machine.resume(job_id)
