@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import os
+import warnings
 
 from exceptions import ConfigurationError
 
@@ -15,12 +16,17 @@ logger = logging.getLogger(__name__)
 def embedded_database_url(pgdata_dir: str) -> str:
     """Start (or join) the embedded server in pgdata_dir and return its connection URI."""
     try:
-        import pgserver
+        with warnings.catch_warnings():
+            # platformdirs warns when XDG_RUNTIME_DIR is unset (containers, CI): harmless.
+            warnings.simplefilter("ignore")
+            import pgserver
     except ImportError:
         raise ConfigurationError(
             "DATABASE_URL is not set and the embedded PostgreSQL (pgserver) is not installed. "
             "Set DATABASE_URL to a PostgreSQL server, or install requirements-dev.txt."
         ) from None
+    # pgserver logs every pg_ctl command at INFO; its warnings and errors still show.
+    logging.getLogger("pgserver").setLevel(logging.WARNING)
     path = os.path.abspath(pgdata_dir)
     os.makedirs(path, exist_ok=True)
     # cleanup_mode="stop": the server stops when the last process using it exits.
