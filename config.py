@@ -64,6 +64,21 @@ class Settings(BaseSettings):
     # transaction-mode pooler, which breaks session advisory locks); else DATABASE_URL.
     migrations_database_url: Optional[str] = Field(default=None, alias="MIGRATIONS_DATABASE_URL")
 
+    # Task retries: a transient or unknown failure runs again after
+    # min(base * 2**retry, cap) seconds, up to max retries; then the task and its job fail.
+    task_retry_base_seconds: float = Field(default=5.0, ge=0, alias="TASK_RETRY_BASE_SECONDS")
+    task_retry_cap_seconds: float = Field(default=300.0, ge=0, alias="TASK_RETRY_CAP_SECONDS")
+    task_max_retries: int = Field(default=3, ge=0, alias="TASK_MAX_RETRIES")
+    # A handler running longer fails as transient (a stage may set its own timeout_seconds).
+    # Below host.json's functionTimeout (10 min), so the engine, not the host, ends it.
+    task_timeout_seconds: float = Field(default=540.0, gt=0, alias="TASK_TIMEOUT_SECONDS")
+    # A running task's lease, refreshed every third of it; longer than a queue lock (60 s).
+    # A lease that lapses means the worker died: the sweeper runs the task again.
+    task_lease_seconds: float = Field(default=180.0, gt=0, alias="TASK_LEASE_SECONDS")
+    # The sweeper re-drives what has been stuck this long: unsent messages, finished
+    # stages not moved on, queued tasks whose message was lost (x10).
+    sweep_after_seconds: float = Field(default=60.0, gt=0, alias="SWEEP_AFTER_SECONDS")
+
     # HTTP: the largest request body accepted, in bytes.
     max_request_bytes: int = Field(default=1_048_576, ge=1024, alias="MAX_REQUEST_BYTES")
 

@@ -53,8 +53,17 @@ class UnknownTaskTypeError(UnknownNameError):
     kind = "task type"
 
 
-class MessageFormatError(EngineError, ValueError):
+class PoisonMessageError(EngineError):
+    """A queue message that can never succeed: it is recorded in app.dead_letters and
+    completed, never retried."""
+
+
+class MessageFormatError(PoisonMessageError, ValueError):
     """A queue message cannot be parsed or has an unsupported format version."""
+
+
+class TaskTimeoutError(EngineError, TimeoutError):
+    """A task handler ran longer than its stage's timeout (a transient failure)."""
 
 
 class DatabaseError(EngineError):
@@ -63,3 +72,7 @@ class DatabaseError(EngineError):
 
 class QueueError(EngineError):
     """Sending to or receiving from a queue failed."""
+
+
+class WorkerLostError(EngineError):
+    """A task's lease lapsed: the worker running it stopped (a transient failure)."""

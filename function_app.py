@@ -12,7 +12,7 @@ import azure.functions as func
 from infrastructure.telemetry import configure_telemetry
 from jobs import ALL_JOBS
 from services import ALL_HANDLERS
-from triggers import health, http_jobs, queue_triggers
+from triggers import health, http_jobs, queue_triggers, sweeper
 
 configure_telemetry()
 
@@ -20,6 +20,7 @@ app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
 app.register_functions(http_jobs.bp)
 app.register_functions(health.bp)
 app.register_functions(queue_triggers.bp)
+app.register_functions(sweeper.bp)
 
 logging.getLogger(__name__).info(
     "registered jobs: %s; task types: %s", sorted(ALL_JOBS), sorted(ALL_HANDLERS)

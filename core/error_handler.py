@@ -9,8 +9,8 @@ classify(exc) sorts an exception as the design documents do:
 - unknown: anything else, retried like a transient failure.
 
 CoreMachineErrorHandler.handle_operation is the design documents' context manager, with
-their defect fixed: an error is logged once, where it is handled. If on_error handles it
-(and raise_on_error is False), it is logged there with full ids and its traceback; if it
+their defect fixed: an error is logged once, where it is handled. If the caller handles it
+(on_error, raise_on_error=False), it is logged there with full ids and its traceback; if it
 propagates, this logs nothing and whoever handles it logs it. Nothing is swallowed unless
 the caller says so.
 """
@@ -26,7 +26,7 @@ import psycopg
 from azure.servicebus.exceptions import ServiceBusError
 
 from core.log_context import log_context
-from exceptions import ContractViolationError
+from exceptions import ContractViolationError, WorkerLostError
 
 PERMANENT = "permanent"
 TRANSIENT = "transient"
@@ -39,6 +39,7 @@ PERMANENT_EXCEPTIONS: tuple[type[BaseException], ...] = (
 )
 TRANSIENT_EXCEPTIONS: tuple[type[BaseException], ...] = (
     OSError, TimeoutError, ConnectionError, ServiceBusError, psycopg.OperationalError,
+    WorkerLostError,
 )
 
 
@@ -87,8 +88,7 @@ class CoreMachineErrorHandler:
     ) -> Iterator[None]:
         """Run the block with the ids in every log line. On an exception: on_error(exc,
         info) is called; then the exception propagates unless raise_on_error is False, in
-        which case it is logged here, once, with its traceback. A ContractViolationError
-        always propagates."""
+        which case it has been handled: it is logged here, once, with its traceback."""
         with log_context(job_id=job_id, task_id=task_id, stage=stage, operation=operation):
             try:
                 yield
@@ -96,7 +96,7 @@ class CoreMachineErrorHandler:
                 info = classify(exc)
                 if on_error is not None:
                     on_error(exc, info)
-                if raise_on_error or info.error_category == CONTRACT:
+                if raise_on_error:
                     raise
                 logger.error(
                     "%s failed: %s", operation, info.message, exc_info=True,

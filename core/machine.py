@@ -11,10 +11,11 @@ message may arrive twice.
 
 from __future__ import annotations
 
-import json
 import logging
 from typing import Any, Callable, Optional
 
+from config import JOBS_QUEUE, get_settings
+from core.error_handler import CONTRACT, CoreMachineErrorHandler, classify
 from core.log_context import log_context
 from core.models import (
     JobQueueMessage, JobStatus, TaskDefinition, TaskQueueMessage, TaskStatus,
@@ -22,34 +23,14 @@ from core.models import (
 from core.orchestration_manager import OrchestrationManager
 from core.registry import validate_registries
 from core.state_manager import StageClosure, StateManager
-from exceptions import ContractViolationError, UnknownJobTypeError
+from core.task_runner import call_handler, retry_delay, storable_json
+from exceptions import ContractViolationError, PoisonMessageError, UnknownJobTypeError
 from infrastructure.db import get_database
 from infrastructure.outbox import Outbox
 from infrastructure.queues import QueueSender, get_queue
 from jobs.base import JobExecutionContext
 
 logger = logging.getLogger(__name__)
-
-
-def storable_json(value: dict[str, Any], source: str) -> dict[str, Any]:
-    """value as plain JSON that PostgreSQL's jsonb can store (no NaN or infinity, no NUL
-    character in any key or string); other objects become their str()."""
-    try:
-        plain = json.loads(json.dumps(value, allow_nan=False, default=str))
-    except ValueError as exc:
-        raise ContractViolationError(f"{source} returned a value JSON cannot hold: {exc}") from None
-    stack: list[Any] = [plain]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, dict):
-            stack.extend(item.keys())
-            stack.extend(item.values())
-        elif isinstance(item, list):
-            stack.extend(item)
-        elif isinstance(item, str) and "\x00" in item:
-            raise ContractViolationError(
-                f"{source} returned text with a NUL character, which PostgreSQL cannot store")
-    return plain
 
 
 def describe_error(exc: BaseException) -> str:
@@ -81,6 +62,22 @@ class CoreMachine:
         except KeyError:
             raise UnknownJobTypeError(job_type, sorted(self.jobs_registry)) from None
 
+    # -- messages -----------------------------------------------------------------------
+    def handle_message(self, queue_name: str, body: bytes, message_id: Optional[str] = None
+                       ) -> str:
+        """What a queue trigger does with a message: process it; a message that can never
+        succeed is recorded in app.dead_letters and reported as "dead-lettered" (the
+        caller completes it). Anything else raised means: deliver it again."""
+        process = (self.process_job_message if queue_name == JOBS_QUEUE
+                   else self.process_task_message)
+        try:
+            return process(body)
+        except PoisonMessageError as exc:
+            self.state_manager.record_dead_letter(queue_name, message_id, body, str(exc))
+            logger.error("message on %s dead-lettered: %s", queue_name, exc,
+                         extra={"message_id": message_id})
+            return "dead-lettered"
+
     # -- job messages -------------------------------------------------------------------
     def process_job_message(self, body: bytes | str) -> str:
         """Open the message's stage. Returns what was done, for logs and tests."""
@@ -92,6 +89,8 @@ class CoreMachine:
         opening = self.state_manager.open_stage(
             message.job_id, message.stage, message.attempt, self._stage_builder(message.stage)
         )
+        if opening.ignored == "unknown job":
+            raise PoisonMessageError(f"job message for unknown job {message.job_id}")
         if opening.ignored:
             logger.info("job message ignored: %s", opening.ignored)
         else:
@@ -104,7 +103,10 @@ class CoreMachine:
 
     def _stage_builder(self, stage: int):
         def build(job: dict[str, Any], previous: Optional[list]) -> list[TaskDefinition]:
-            job_class = self.job_class(job["job_type"])
+            try:
+                job_class = self.job_class(job["job_type"])
+            except UnknownJobTypeError as exc:  # removed by a deploy while the job ran
+                raise ContractViolationError(str(exc)) from None
             try:
                 tasks = self.orchestrator.build_tasks(
                     job_class, stage, job["parameters"], job["job_id"], previous)
@@ -142,58 +144,89 @@ class CoreMachine:
             return self._run_task(message)
 
     def _run_task(self, message: TaskQueueMessage) -> str:
-        task, job = self.state_manager.begin_task(message.task_id)
+        settings = get_settings()
+        task, why = self.state_manager.begin_task(
+            message.task_id, message.attempt, settings.task_lease_seconds)
         if task is None:
-            reason = "unknown task" if job is None else "task already finished"
-            logger.info("task message ignored: %s", reason)
-            if job is not None:
+            if why == "unknown task":
+                raise PoisonMessageError(f"task message for unknown task {message.task_id}")
+            logger.info("task message ignored: %s", why)
+            if why.startswith("task already"):
                 # A repeated message may mean the first delivery finished the task but
                 # failed before its stage's next step was sent: redo that step.
-                self.resume(job["job_id"])
-            return reason
-        if job["attempt"] != message.attempt:
-            logger.info("task message ignored: from attempt %s", message.attempt)
-            return "stale attempt"
-        if JobStatus(job["status"]).is_terminal:
-            # The job has ended (a sibling failed it): record the task as not run, so
-            # nothing is left processing. Its stage is not advanced: the job has ended.
-            status, result, error = (
-                TaskStatus.FAILED, None, f"not run: job already {job['status']}")
-        else:
-            status, result, error = self._run_handler(task, job)
-        closure = self.state_manager.complete_task(task["task_id"], status, result, error)
-        logger.info("task %s", status.value)
+                self.resume(message.job_id)
+            return why
+        definition = self._stage_definition(task)
+        source = f"handler for '{task['task_type']}'"
+        try:
+            handler = self.handlers_registry[task["task_type"]]
+        except KeyError:  # removed by a deploy while the job ran: the job fails, the
+            # message is recorded as one that can never succeed
+            self.fail_task(task, message.attempt, ContractViolationError(
+                f"no handler for task type '{task['task_type']}' in ALL_HANDLERS"))
+            raise PoisonMessageError(f"unknown task type '{task['task_type']}'") from None
+        try:
+            result = call_handler(
+                handler, task["parameters"], self._handler_context(task, definition),
+                timeout=definition.get("timeout_seconds", settings.task_timeout_seconds),
+                renew_every=settings.task_lease_seconds / 3,
+                renew=lambda: self.state_manager.renew_lease(
+                    task["task_id"], settings.task_lease_seconds),
+                source=source,
+            )
+        except Exception as exc:  # classified: retried later, or the task and job fail
+            return self.fail_task(task, message.attempt, exc)
+        closure = self.state_manager.complete_task(task["task_id"], TaskStatus.COMPLETED,
+                                                   result, None)
+        logger.info("task completed")
         self._after_close(closure)
-        return status.value
+        return TaskStatus.COMPLETED.value
 
-    def _run_handler(self, task: dict[str, Any], job: dict[str, Any]):
-        handler = self.handlers_registry.get(task["task_type"])
-        if handler is None:
-            return TaskStatus.FAILED, None, (
-                f"ContractViolationError: no handler for task type '{task['task_type']}'")
-        job_class = self.jobs_registry.get(job["job_type"])
-        definition = job_class.stages[task["stage"] - 1] if job_class else {}
+    def _stage_definition(self, task: dict[str, Any]) -> dict[str, Any]:
+        job_class = self.jobs_registry.get(task["job_type"])
+        return job_class.stages[task["stage"] - 1] if job_class else {}
+
+    def _handler_context(self, task: dict[str, Any], definition: dict[str, Any]) -> dict:
         context = {
-            "job_id": job["job_id"], "job_type": job["job_type"], "task_id": task["task_id"],
-            "stage": task["stage"], "task_index": task["task_index"],
-            "job_parameters": job["parameters"],
+            "job_id": task["parent_job_id"], "job_type": task["job_type"],
+            "task_id": task["task_id"], "stage": task["stage"],
+            "task_index": task["task_index"], "retry": task["retry_count"],
+            "job_parameters": task["job_parameters"],
         }
         context.update(self.state_manager.handler_context_data(
             task, lineage=bool(definition.get("uses_lineage")),
             fan_in=definition.get("parallelism") == "fan_in",
         ))
-        try:
-            result = handler(task["parameters"], context)
-            if not isinstance(result, dict):
-                raise ContractViolationError(
-                    f"handler for '{task['task_type']}' returned {type(result).__name__}; "
-                    "handlers must return a dict")
-            result = storable_json(result, f"handler for '{task['task_type']}'")
-        except Exception as exc:  # the task fails with its cause; the job decides the rest
-            logger.warning("task handler failed: %s", describe_error(exc),
-                           extra={"error_type": type(exc).__name__})
-            return TaskStatus.FAILED, None, describe_error(exc)
-        return TaskStatus.COMPLETED, result, None
+        return context
+
+    def fail_task(self, task: dict[str, Any], attempt: int, exc: BaseException) -> str:
+        """A transient or unknown failure with retries left runs again later; anything
+        else fails the task and, at once, its job."""
+        settings = get_settings()
+        info = classify(exc)
+        retries = task["retry_count"]
+        if info.retryable and retries < settings.task_max_retries:
+            delay = retry_delay(retries, settings.task_retry_base_seconds,
+                                settings.task_retry_cap_seconds)
+            if self.state_manager.retry_task(task, attempt, info.as_result(), info.message,
+                                             delay) is not None:
+                logger.warning("task failed (%s), retry %d in %.1f s: %s", info.error_category,
+                               retries + 1, delay, info.message,
+                               extra={"error_type": info.error_type})
+                self.outbox.flush(task["parent_job_id"])  # the scheduled message
+            return "retrying"
+        name = self._stage_definition(task).get("name", "?")
+        after = f" after {retries} retr{'y' if retries == 1 else 'ies'}" if retries else ""
+        job_error = (f"Task {task['task_id']} (stage {task['stage']} '{name}', task "
+                     f"{task['task_index']}) failed{after}: {info.message}")
+        logger.error("task failed (%s): %s", info.error_category, info.message,
+                     exc_info=info.error_category == CONTRACT,
+                     extra={"error_type": info.error_type,
+                            "error_category": info.error_category})
+        closure = self.state_manager.complete_task(
+            task["task_id"], TaskStatus.FAILED, info.as_result(), info.message, job_error)
+        self._after_close(closure)
+        return TaskStatus.FAILED.value
 
     def resume(self, job_id: str) -> Optional[str]:
         """Do what an unfinished job waits for that no message will do: send messages an
@@ -223,21 +256,26 @@ class CoreMachine:
             job_id=job_id, job_type=job["job_type"], parameters=job["parameters"],
             stage_results=job["stage_results"], task_results=tasks,
         )
-        status = JobStatus.COMPLETED
-        try:
+        outcome: dict[str, Any] = {"status": JobStatus.COMPLETED, "error": None}
+
+        def fall_back(exc: Exception, info: Any) -> None:
+            # The job still ends: completed_with_errors, the error beside a fallback.
+            outcome["status"] = JobStatus.COMPLETED_WITH_ERRORS
+            outcome["error"] = f"finalize_job failed: {info.message}"
+            outcome["result"] = {
+                "finalize_error": outcome["error"], "tasks_total": len(tasks),
+                "tasks_completed": sum(t.status == TaskStatus.COMPLETED for t in tasks)}
+
+        with CoreMachineErrorHandler.handle_operation(
+            logger, "finalize_job", job_id=job_id, on_error=fall_back, raise_on_error=False,
+        ):
             result = job_class.finalize_job(context)
             if not isinstance(result, dict):
                 raise ContractViolationError(
                     f"{job_class.__name__}.finalize_job returned {type(result).__name__}; "
                     "it must return a dict")
-            result = storable_json(result, f"{job_class.__name__}.finalize_job")
-            error = None
-        except Exception as exc:  # the job still ends, with the error beside a fallback
-            status = JobStatus.COMPLETED_WITH_ERRORS
-            error = f"finalize_job failed: {describe_error(exc)}"
-            result = {"finalize_error": error, "tasks_total": len(tasks),
-                      "tasks_completed": sum(t.status == TaskStatus.COMPLETED for t in tasks)}
-            logger.error(error, exc_info=True)
+            outcome["result"] = storable_json(result, f"{job_class.__name__}.finalize_job")
+        status, result, error = outcome["status"], outcome["result"], outcome["error"]
         self.state_manager.end_job(job_id, status, result, error)
         logger.info("job %s", status.value)
         return status.value

@@ -40,14 +40,15 @@ class JobStatus(str, Enum):
 
 
 class TaskStatus(str, Enum):
-    QUEUED = "queued"
+    QUEUED = "queued"  # also while waiting to retry
     PROCESSING = "processing"
     COMPLETED = "completed"
     FAILED = "failed"
+    CANCELLED = "cancelled"  # not run: its job failed first
 
     @property
     def is_terminal(self) -> bool:
-        return self in (TaskStatus.COMPLETED, TaskStatus.FAILED)
+        return self in (TaskStatus.COMPLETED, TaskStatus.FAILED, TaskStatus.CANCELLED)
 
 
 class JobRecord(BaseModel):

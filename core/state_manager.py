@@ -9,7 +9,7 @@ the only one that closes the stage (and moves the job on); see TaskRepository.co
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any, Callable, Optional
 
 import psycopg
@@ -24,14 +24,15 @@ from infrastructure.db import get_database
 from infrastructure.outbox import Outbox
 from infrastructure.queues import get_queue
 from infrastructure.queues.base import OutgoingMessage
-from infrastructure.repositories import JobRepository, TaskRepository
+from infrastructure.repositories import DeadLetterRepository, JobRepository, TaskRepository
 
 TASK_STATUSES = [s.value for s in TaskStatus]
 
 
-def outgoing(message: JobQueueMessage | TaskQueueMessage) -> OutgoingMessage:
+def outgoing(message: JobQueueMessage | TaskQueueMessage,
+             scheduled: Optional[datetime] = None) -> OutgoingMessage:
     return OutgoingMessage(body=message.to_json(), message_id=message.message_id,
-                           correlation_id=message.job_id)
+                           correlation_id=message.job_id, scheduled_enqueue_time_utc=scheduled)
 
 
 @dataclass(frozen=True)
@@ -156,16 +157,33 @@ class StateManager:
         return row is not None and row["completed_at"] is not None
 
     # -- tasks --------------------------------------------------------------------------
-    def begin_task(self, task_id: str) -> tuple[Optional[dict], Optional[dict]]:
-        """Mark a task processing. Returns (task, job); task None: already finished or
-        unknown (job None too: unknown)."""
+    def begin_task(self, task_id: str, attempt: int, lease_seconds: float
+                   ) -> tuple[Optional[dict[str, Any]], str]:
+        """Claim a task for this worker under a lease. Returns (task, "claimed"), or
+        (None, why not): "unknown task", "stale attempt", "job already <status>" (a
+        queued task of an ended job is cancelled), "task already <status>", or
+        "task running elsewhere" (another worker holds a live lease)."""
         with self.db.connection() as conn:
-            task = self.tasks.start_task(conn, task_id)
+            task = self.tasks.claim_task(conn, task_id, attempt, lease_seconds)
+            if task is not None:
+                return task, "claimed"
+            task = self.tasks.get_task(conn, task_id)
             if task is None:
-                existing = self.tasks.get_task(conn, task_id)
-                job = self.jobs.get_job(conn, existing["parent_job_id"]) if existing else None
-                return None, job
-            return task, self.jobs.get_job(conn, task["parent_job_id"])
+                return None, "unknown task"
+            job = self.jobs.get_job(conn, task["parent_job_id"])
+            if job["attempt"] != attempt:
+                return None, "stale attempt"
+            if JobStatus(job["status"]).is_terminal:
+                if task["status"] == TaskStatus.QUEUED.value:
+                    self.tasks.cancel_queued(conn, job["job_id"])
+                return None, f"job already {job['status']}"
+            if TaskStatus(task["status"]).is_terminal:
+                return None, f"task already {task['status']}"
+            return None, "task running elsewhere"
+
+    def renew_lease(self, task_id: str, lease_seconds: float) -> bool:
+        with self.db.connection() as conn:
+            return self.tasks.renew_lease(conn, task_id, lease_seconds)
 
     def handler_context_data(
         self, task: dict[str, Any], lineage: bool, fan_in: bool
@@ -184,17 +202,45 @@ class StateManager:
 
     def complete_task(
         self, task_id: str, status: TaskStatus, result_data: Optional[dict],
-        error_details: Optional[str],
+        error_details: Optional[str], job_error: Optional[str] = None,
     ) -> Optional[StageClosure]:
-        """Record a task's outcome; if it was its stage's last, close the stage, all in one
-        transaction. Returns what must happen next, or None."""
+        """Record a task's outcome, in one transaction with what it implies: if it was its
+        stage's last, the stage closes; if it failed (job_error says why), the job fails at
+        once and its queued tasks are cancelled. Returns what must happen next, or None."""
         with self.db.transaction() as conn:
             row = self.tasks.complete_task(conn, task_id, status.value, result_data,
                                            error_details)
-            if row is None or row["pending"] > 0:
+            if row is None:
+                return None  # already finished: a repeated delivery counts nothing
+            if status == TaskStatus.FAILED:
+                return self._fail_job(conn, row["job_id"], job_error or error_details or "")
+            if row["pending"] > 0:
                 return None
             job = self.jobs.get_job(conn, row["job_id"], for_update=True)
             return self._close_stage(conn, job, row)
+
+    def _fail_job(self, conn: psycopg.Connection, job_id: str, error: str
+                  ) -> Optional[StageClosure]:
+        job = self.jobs.get_job(conn, job_id, for_update=True)
+        if not self.jobs.end_job(conn, job_id, JobStatus.FAILED.value, error_details=error):
+            return None  # already ended (a sibling failed it first)
+        self.tasks.cancel_queued(conn, job_id)
+        return StageClosure("failed", job_id, job["attempt"])
+
+    def retry_task(self, task: dict[str, Any], attempt: int, error: dict[str, Any],
+                   error_details: str, delay_seconds: float) -> Optional[int]:
+        """Queue a task again after delay_seconds, with its scheduled message, in one
+        transaction. Returns the retry number, or None if the task was not processing."""
+        with self.db.transaction() as conn:
+            retry = self.tasks.retry_task(conn, task["task_id"], error, error_details,
+                                          delay_seconds)
+            if retry is None:
+                return None
+            message = TaskQueueMessage(job_id=task["parent_job_id"], task_id=task["task_id"],
+                                       stage=task["stage"], attempt=attempt, retry=retry)
+            self.outbox.add(conn, task["parent_job_id"], TASKS_QUEUE, [outgoing(
+                message, datetime.now(timezone.utc) + timedelta(seconds=delay_seconds))])
+        return retry
 
     # -- jobs ---------------------------------------------------------------------------
     def load_for_finalize(self, job_id: str) -> tuple[Optional[dict], list[TaskRecord]]:
@@ -202,6 +248,25 @@ class StateManager:
             job = self.jobs.get_job(conn, job_id)
             tasks = self.tasks.list_tasks(conn, job_id) if job else []
         return job, [TaskRecord.model_validate(t) for t in tasks]
+
+    def start_new_attempt(self, job_id: str) -> Optional[int]:
+        """Run a failed job again as a new attempt, with its first message, in one
+        transaction. Returns the attempt number, or None if the job is not failed."""
+        with self.db.transaction() as conn:
+            attempt = self.jobs.start_new_attempt(conn, job_id)
+            if attempt is not None:
+                self.outbox.add(conn, job_id, JOBS_QUEUE, [outgoing(
+                    JobQueueMessage(job_id=job_id, stage=1, attempt=attempt))])
+        return attempt
+
+    def record_dead_letter(self, queue_name: str, message_id: Optional[str], body: bytes,
+                           reason: str) -> None:
+        with self.db.connection() as conn:
+            DeadLetterRepository().record(conn, queue_name, message_id, body, reason)
+
+    def dead_letter_count(self) -> int:
+        with self.db.connection() as conn:
+            return DeadLetterRepository().count(conn)
 
     def end_job(self, job_id: str, status: JobStatus, result_data: Optional[dict] = None,
                 error_details: Optional[str] = None) -> bool:

@@ -11,7 +11,8 @@ from psycopg.types.json import Jsonb
 
 from core.models import JobRecord, TaskDefinition
 
-_TERMINAL_TASK = ("completed", "failed")
+_TERMINAL_TASK = ("completed", "failed", "cancelled")
+_ACTIVE_JOB = ("queued", "processing")
 
 
 class JobRepository:
@@ -43,6 +44,39 @@ class JobRepository:
             " WHERE job_id = %s AND status = 'queued'",
             (job_id,),
         )
+
+    def start_new_attempt(self, conn: psycopg.Connection, job_id: str) -> Optional[int]:
+        """Reset a failed job to run again from stage 1 as a new attempt; its previous
+        tasks are deleted, its previous error kept in metadata. Returns the new attempt."""
+        row = conn.execute(
+            "UPDATE app.jobs SET attempt = attempt + 1, status = 'queued', stage = 1,"
+            " stage_results = '{}'::jsonb, result_data = NULL, error_details = NULL,"
+            " metadata = jsonb_set(metadata, '{previous_attempts}',"
+            "  coalesce(metadata->'previous_attempts', '[]'::jsonb) || jsonb_build_array("
+            "   jsonb_build_object('attempt', attempt, 'error_details', error_details,"
+            "                      'ended_at', updated_at))),"
+            " updated_at = now()"
+            " WHERE job_id = %s AND status = 'failed' RETURNING attempt",
+            (job_id,),
+        ).fetchone()
+        if row is None:
+            return None
+        conn.execute("DELETE FROM app.tasks WHERE parent_job_id = %s", (job_id,))
+        conn.execute("DELETE FROM app.job_stages WHERE job_id = %s", (job_id,))
+        return row["attempt"]
+
+    def awaiting_finalize(
+        self, conn: psycopg.Connection, older_than_seconds: float, limit: int
+    ) -> list[str]:
+        """Active jobs whose last stage closed long ago but that never ended."""
+        rows = conn.execute(
+            "SELECT j.job_id FROM app.jobs j JOIN app.job_stages s"
+            " ON s.job_id = j.job_id AND s.stage = j.stage"
+            " WHERE j.status = 'processing' AND j.stage = j.total_stages"
+            " AND s.completed_at < now() - make_interval(secs => %s) LIMIT %s",
+            (older_than_seconds, limit),
+        ).fetchall()
+        return [r["job_id"] for r in rows]
 
     def close_stage(
         self,
@@ -152,13 +186,83 @@ class TaskRepository:
     def get_task(self, conn: psycopg.Connection, task_id: str) -> Optional[dict[str, Any]]:
         return conn.execute("SELECT * FROM app.tasks WHERE task_id = %s", (task_id,)).fetchone()
 
-    def start_task(self, conn: psycopg.Connection, task_id: str) -> Optional[dict[str, Any]]:
-        """Mark an unfinished task processing; None if it has already finished."""
+    def claim_task(
+        self, conn: psycopg.Connection, task_id: str, attempt: int, lease_seconds: float
+    ) -> Optional[dict[str, Any]]:
+        """Mark a task processing under a lease, in one statement, if its job is active and
+        on this attempt and the task is queued or its lease has lapsed (its worker died).
+        Returns the task with its job's parameters, or None."""
         return conn.execute(
-            "UPDATE app.tasks SET status = 'processing', heartbeat = now(), updated_at = now()"
-            " WHERE task_id = %s AND status <> ALL(%s) RETURNING *",
-            (task_id, list(_TERMINAL_TASK)),
+            "UPDATE app.tasks t SET status = 'processing', heartbeat = now(),"
+            " lease_expires_at = now() + make_interval(secs => %s), updated_at = now()"
+            " FROM app.jobs j"
+            " WHERE t.task_id = %s AND j.job_id = t.parent_job_id AND j.attempt = %s"
+            " AND j.status = ANY(%s)"
+            " AND (t.status = 'queued' OR (t.status = 'processing'"
+            "      AND t.lease_expires_at < now()))"
+            " RETURNING t.*, j.parameters AS job_parameters",
+            (lease_seconds, task_id, attempt, list(_ACTIVE_JOB)),
         ).fetchone()
+
+    def renew_lease(self, conn: psycopg.Connection, task_id: str, lease_seconds: float) -> bool:
+        cur = conn.execute(
+            "UPDATE app.tasks SET lease_expires_at = now() + make_interval(secs => %s),"
+            " heartbeat = now() WHERE task_id = %s AND status = 'processing'",
+            (lease_seconds, task_id),
+        )
+        return cur.rowcount == 1
+
+    def retry_task(
+        self, conn: psycopg.Connection, task_id: str, error: dict[str, Any],
+        error_details: str, due_in_seconds: float,
+    ) -> Optional[int]:
+        """Put a processing task back in the queue for a retry; returns its new retry
+        count, or None if it was no longer processing."""
+        row = conn.execute(
+            "UPDATE app.tasks SET status = 'queued', retry_count = retry_count + 1,"
+            " lease_expires_at = NULL, result_data = %s, error_details = %s,"
+            " due_at = now() + make_interval(secs => %s), updated_at = now()"
+            " WHERE task_id = %s AND status = 'processing' RETURNING retry_count",
+            (Jsonb(error), error_details, due_in_seconds, task_id),
+        ).fetchone()
+        return row["retry_count"] if row else None
+
+    def cancel_queued(self, conn: psycopg.Connection, job_id: str) -> int:
+        """Cancel a failed job's queued tasks. Rows another transaction holds are skipped,
+        never waited for (waiting could close a lock cycle with a completion); such a task
+        finds its job failed when it runs."""
+        return conn.execute(
+            "UPDATE app.tasks SET status = 'cancelled', updated_at = now()"
+            " WHERE task_id IN (SELECT task_id FROM app.tasks"
+            "  WHERE parent_job_id = %s AND status = 'queued' FOR UPDATE SKIP LOCKED)",
+            (job_id,),
+        ).rowcount
+
+    def lapsed_leases(self, conn: psycopg.Connection, limit: int) -> list[dict[str, Any]]:
+        """Processing tasks whose worker stopped renewing their lease (candidates only:
+        the caller claims each one conditionally)."""
+        return conn.execute(
+            "SELECT t.task_id, j.attempt FROM app.tasks t JOIN app.jobs j"
+            " ON j.job_id = t.parent_job_id"
+            " WHERE t.status = 'processing' AND t.lease_expires_at < now()"
+            " ORDER BY t.lease_expires_at LIMIT %s", (limit,),
+        ).fetchall()
+
+    def stale_queued(
+        self, conn: psycopg.Connection, older_than_seconds: float, limit: int
+    ) -> list[dict[str, Any]]:
+        """Queued tasks of active jobs due long ago: their message may be lost."""
+        return conn.execute(
+            "SELECT t.*, j.attempt FROM app.tasks t JOIN app.jobs j"
+            " ON j.job_id = t.parent_job_id"
+            " WHERE t.status = 'queued' AND j.status = ANY(%s)"
+            " AND t.due_at < now() - make_interval(secs => %s)"
+            " ORDER BY t.due_at LIMIT %s FOR UPDATE OF t SKIP LOCKED",
+            (list(_ACTIVE_JOB), older_than_seconds, limit),
+        ).fetchall()
+
+    def touch_due(self, conn: psycopg.Connection, task_ids: list[str]) -> None:
+        conn.execute("UPDATE app.tasks SET due_at = now() WHERE task_id = ANY(%s)", (task_ids,))
 
     def complete_task(
         self, conn: psycopg.Connection, task_id: str, status: str,
@@ -203,3 +307,15 @@ class TaskRepository:
             " ORDER BY task_index LIMIT 1",
             (job_id, stage),
         ).fetchone()
+
+
+class DeadLetterRepository:
+    def record(self, conn: psycopg.Connection, queue_name: str, message_id: Optional[str],
+               body: bytes, reason: str) -> None:
+        conn.execute(
+            "INSERT INTO app.dead_letters (queue_name, message_id, body, reason)"
+            " VALUES (%s, %s, %s, %s)", (queue_name, message_id, body, reason),
+        )
+
+    def count(self, conn: psycopg.Connection) -> int:
+        return conn.execute("SELECT count(*)::int AS n FROM app.dead_letters").fetchone()["n"]

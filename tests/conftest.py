@@ -79,6 +79,9 @@ def database(database_url: str, monkeypatch):
     embedded queue (short lock) installed as the process's queue."""
     monkeypatch.setenv("DATABASE_URL", database_url)
     monkeypatch.setenv("QUEUE_BACKEND", "embedded")
+    # Short timings, so retries and their backoff run within a test.
+    monkeypatch.setenv("TASK_RETRY_BASE_SECONDS", "0.01")
+    monkeypatch.setenv("TASK_RETRY_CAP_SECONDS", "0.05")
     reset_settings()
     db = Database(database_url, min_size=1, max_size=20).open()
     set_database(db)

@@ -17,7 +17,6 @@ from typing import Any, Callable, Optional
 from config import JOBS_QUEUE, TASKS_QUEUE
 from core.machine import CoreMachine
 from core.submission import submit_job
-from exceptions import MessageFormatError
 from infrastructure.queues.embedded import EmbeddedQueue
 
 TERMINAL = ("completed", "failed", "completed_with_errors")
@@ -35,31 +34,34 @@ class EngineHarness:
         return submit_job(self.machine, job_type, params or {}).job
 
     def deliver(self, queue_name: str, batch: int = 50) -> int:
-        """Deliver what is visible on one queue; returns how many messages were handled."""
-        process = (self.machine.process_job_message if queue_name == JOBS_QUEUE
-                   else self.machine.process_task_message)
-        handled = 0
-        for message in self.queue.receive(queue_name, batch):
+        """Deliver what is visible on one queue, as the queue trigger would (a message that
+        can never succeed is recorded and completed); returns how many were handled."""
+        messages = self.queue.receive(queue_name, batch)
+        for position, message in enumerate(messages):
             try:
-                process(message.body)
-            except MessageFormatError:
-                pass  # as the trigger does: a message that can never succeed is dropped
+                self.machine.handle_message(queue_name, message.body, message.message_id)
             except Exception:
-                self.queue.abandon(message)
+                for unhandled in messages[position:]:
+                    self.queue.abandon(unhandled)
                 raise
             self.queue.complete(message)
-            handled += 1
-        return handled
+        return len(messages)
 
     def drain(self, timeout: float = 30.0) -> int:
-        """Deliver messages until both queues are empty; returns how many were handled."""
+        """Deliver messages until both queues are empty, waiting for scheduled ones (task
+        retries) that come due within the timeout; returns how many were handled."""
         deadline = time.monotonic() + timeout
         total = 0
         while time.monotonic() < deadline:
             handled = self.deliver(JOBS_QUEUE) + self.deliver(TASKS_QUEUE)
             total += handled
-            if handled == 0:
+            if handled:
+                continue
+            waits = [w for w in (self.queue.seconds_until_next(JOBS_QUEUE),
+                                 self.queue.seconds_until_next(TASKS_QUEUE)) if w is not None]
+            if not waits or time.monotonic() + min(waits) > deadline:
                 return total
+            time.sleep(min(max(min(waits), 0.005), 0.5))
         raise TimeoutError(f"queues still busy after {timeout} s")
 
     def status(self, job_id: str) -> dict[str, Any]:

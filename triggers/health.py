@@ -1,6 +1,7 @@
 """Health. GET /api/health is anonymous and says only up or down (200 / 503), for load
 balancers and probes. GET /api/health/details needs a function key: database reachability,
-the queue backend, the registered job and task types."""
+the count of dead-lettered messages (app.dead_letters), the queue backend, the registered
+job and task types."""
 
 from __future__ import annotations
 
@@ -35,6 +36,7 @@ def health_details(req: func.HttpRequest) -> func.HttpResponse:
     payload = {
         "status": "up" if up else "down",
         "database": "reachable" if up else "unreachable",
+        "dead_letters": core_machine.state_manager.dead_letter_count() if up else None,
         "queue_backend": get_settings().effective_queue_backend,
         "job_types": sorted(core_machine.jobs_registry),
         "task_types": sorted(core_machine.handlers_registry),

@@ -55,10 +55,14 @@ def submit(req: func.HttpRequest) -> func.HttpResponse:
     job = outcome.job
     payload = {
         "job_id": job["job_id"], "job_type": job["job_type"], "status": job["status"],
-        "idempotent": not outcome.created, "stage": job["stage"],
+        "idempotent": not outcome.created, "attempt": job.get("attempt", 1),
+        "stage": job["stage"],
         "total_stages": job["total_stages"], "parameters": job["parameters"],
         "status_url": _status_url(job["job_id"]),
     }
+    if outcome.rerun:
+        payload["message"] = (f"The previous attempt failed; running again as attempt "
+                              f"{job['attempt']}")
     if not outcome.created:
         payload["message"] = "A job with these parameters already exists"
         payload["result_data"] = job["result_data"]

@@ -140,17 +140,19 @@ def test_a_stage_without_lineage_or_fan_in_gets_no_previous_results(database, en
     job = sample_engine(engine, process_item=process).run("items", {"count": 2})
     assert job["status"] == "completed", job["error_details"]
     assert [t["result_data"]["context"] for t in stored_tasks(database, job["job_id"], 2)] == [
-        ["job_id", "job_parameters", "job_type", "stage", "task_id", "task_index"]] * 2
+        ["job_id", "job_parameters", "job_type", "retry", "stage", "task_id", "task_index"]] * 2
 
 
 def test_failing_tasks_fail_the_job_naming_the_stage_and_a_task(engine):
     job = engine.run("hello_world", {"n": 3, "failure_rate": 1.0})
     assert job["status"] == "failed" and job["result_data"] is None
     error = job["error_details"]
-    assert "Stage 1 (greeting) failed: 3 of 3 task(s) failed." in error
-    assert f"First failure: task {task_id_for(job['job_id'], 1, 0)}: RuntimeError: " \
-           "greeting 0 failed on purpose" in error
-    assert [(s["total"], s["failed"]) for s in job["stages"]] == [(3, 3), (0, 0)]
+    # The first task to exhaust its retries failed the job at once, named in its cause.
+    first = [f"Task {task_id_for(job['job_id'], 1, i)} (stage 1 'greeting', task {i}) failed "
+             f"after 3 retries: RuntimeError: greeting {i} failed on purpose" for i in range(3)]
+    assert any(error.startswith(f) for f in first), error
+    assert [(s["total"], s["completed"], s["queued"], s["processing"])
+            for s in job["stages"]] == [(3, 0, 0, 0), (0, 0, 0, 0)]
 
 
 def test_a_handler_returning_a_non_dict_fails_its_task_and_the_job(database, engine):
@@ -159,9 +161,11 @@ def test_a_handler_returning_a_non_dict_fails_its_task_and_the_job(database, eng
     assert job["status"] == "failed"
     why = "ContractViolationError: handler for 'process_item' returned list; handlers must " \
           "return a dict"
-    assert "Stage 2 (process) failed: 2 of 2 task(s) failed" in job["error_details"]
-    assert why in job["error_details"]
-    assert [t["error_details"] for t in stored_tasks(database, job["job_id"], 2)] == [why, why]
+    # A programming error is never retried: the first such task fails the job at once.
+    assert job["error_details"].endswith(f"(stage 2 'process', task 0) failed: {why}") or \
+        job["error_details"].endswith(f"(stage 2 'process', task 1) failed: {why}")
+    assert {t["error_details"] for t in stored_tasks(database, job["job_id"], 2)} <= {why, None}
+    assert all(t["retry_count"] == 0 for t in stored_tasks(database, job["job_id"], 2))
 
 
 def test_create_tasks_for_stage_raising_fails_the_job_with_the_cause(engine):
@@ -192,7 +196,7 @@ def test_messages_for_a_finished_job_change_nothing(engine):
     job_id = eng.run("items", {"count": 2})["job_id"]
     before = eng.status(job_id)
     task = TaskQueueMessage(job_id=job_id, stage=2, task_id=task_id_for(job_id, 2, 0))
-    assert eng.machine.process_task_message(task.to_json()) == "task already finished"
+    assert eng.machine.process_task_message(task.to_json()) == "job already completed"
     for stage in (1, 3):
         outcome = eng.machine.process_job_message(JobQueueMessage(job_id=job_id,
                                                                   stage=stage).to_json())
@@ -201,7 +205,9 @@ def test_messages_for_a_finished_job_change_nothing(engine):
     assert eng.drain() == 1
     assert eng.status(job_id) == before
     unknown = TaskQueueMessage(job_id=job_id, stage=2, task_id=task_id_for(job_id, 2, 9))
-    assert eng.machine.process_task_message(unknown.to_json()) == "unknown task"
+    assert eng.machine.handle_message(TASKS_QUEUE, unknown.to_json().encode(), "m-1") == (
+        "dead-lettered")
+    assert eng.machine.state_manager.dead_letter_count() == 1
 
 
 def test_every_message_delivered_twice_is_counted_once(engine, queue):
@@ -225,7 +231,9 @@ def test_every_message_delivered_twice_is_counted_once(engine, queue):
             queue.complete(message)
     # Then each stage was opened once and each task ran and counted once.
     assert outcomes[JOBS_QUEUE] == [("opened", "stage already opened")] * 3
-    assert outcomes[TASKS_QUEUE] == [("completed", "task already finished")] * 6
+    # (the very last repeat finds the job itself completed)
+    assert outcomes[TASKS_QUEUE] == [("completed", "task already completed")] * 5 + [
+        ("completed", "job already completed")]
     assert calls == {f"item-{i}": 1 for i in range(4)}
     job = eng.status(job_id)
     assert job["status"] == "completed"

@@ -90,16 +90,24 @@ def test_completing_a_finished_task_again_counts_nothing(database):
     assert (task["status"], task["result_data"]) == ("completed", {"v": 1})
 
 
-def test_start_task_only_for_an_unfinished_task(database):
+def test_claim_task_only_when_queued_or_its_lease_lapsed(database):
     seed(database, count=1)
     task_id = task_id_for(JOB_ID, 1, 0)
-    with database.transaction() as conn:
-        started = tasks.start_task(conn, task_id)
-        assert started["status"] == "processing" and started["heartbeat"] is not None
-        assert tasks.start_task(conn, task_id)["status"] == "processing"  # a redelivery
+    with database.connection() as conn:
+        claimed = tasks.claim_task(conn, task_id, attempt=1, lease_seconds=60)
+        assert claimed["status"] == "processing" and claimed["lease_expires_at"] is not None
+        assert claimed["job_parameters"] == {"n": 3}  # with its job's parameters
+        # a redelivery while the lease is live does not claim it again,
+        assert tasks.claim_task(conn, task_id, attempt=1, lease_seconds=60) is None
+        # a lapsed lease (the worker died) does,
+        conn.execute("UPDATE app.tasks SET lease_expires_at = now() - interval '1 s'")
+        assert tasks.claim_task(conn, task_id, attempt=1, lease_seconds=60) is not None
+        # a message of another attempt never does, nor a finished or unknown task.
+        conn.execute("UPDATE app.tasks SET lease_expires_at = now() - interval '1 s'")
+        assert tasks.claim_task(conn, task_id, attempt=2, lease_seconds=60) is None
         tasks.complete_task(conn, task_id, "completed", {}, None)
-        assert tasks.start_task(conn, task_id) is None
-        assert tasks.start_task(conn, "no-such-task") is None
+        assert tasks.claim_task(conn, task_id, attempt=1, lease_seconds=60) is None
+        assert tasks.claim_task(conn, "no-such-task", attempt=1, lease_seconds=60) is None
 
 
 def test_end_job_only_once(database):

@@ -1,0 +1,91 @@
+"""The sweeper: re-drives what a stopped process left between two steps. Run by a timer
+trigger (every minute in Azure; the local host runs it too), safe while workers run and
+while other instances sweep, since every step is conditional or skips locked rows.
+
+- messages an earlier commit left unsent in the outbox (the send failed or the process
+  died before it): sent, with their own message ids;
+- running tasks whose lease lapsed (their worker died): run again as a retry, or failed
+  past their retries (which fails the job);
+- queued tasks whose message was lost long ago: their message sent again;
+- jobs whose last stage closed but that were never finalized: finalized.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from config import TASKS_QUEUE, get_settings
+from core.log_context import log_context
+from core.models import TaskQueueMessage
+from core.state_manager import outgoing
+from exceptions import WorkerLostError
+from infrastructure.db import get_database
+from infrastructure.repositories import JobRepository, TaskRepository
+
+logger = logging.getLogger(__name__)
+
+BATCH = 500
+
+
+class Sweeper:
+    def __init__(self, machine: Any):
+        self.machine = machine
+        self.tasks = TaskRepository()
+        self.jobs = JobRepository()
+
+    def sweep(self) -> dict[str, int]:
+        """One pass; returns what it did, by kind."""
+        settings = get_settings()
+        after = settings.sweep_after_seconds
+        report = {
+            "messages_sent": self.machine.outbox.flush(older_than_seconds=after),
+            "lapsed_tasks": self._lapsed_leases(settings.task_lease_seconds),
+            "stale_tasks_resent": self._stale_queued(after * 10),
+            "jobs_finalized": self._unfinalized(after),
+        }
+        if any(report.values()):
+            logger.warning("sweeper re-drove stuck work: %s", report, extra=report)
+        return report
+
+    def _lapsed_leases(self, lease_seconds: float) -> int:
+        with get_database().connection() as conn:
+            candidates = self.tasks.lapsed_leases(conn, BATCH)
+        handled = 0
+        for row in candidates:
+            # Claim it as a worker would (only if the lease is still lapsed), then fail
+            # this run of it: retried if it has retries left, else the job fails.
+            task, _ = self.machine.state_manager.begin_task(
+                row["task_id"], row["attempt"], lease_seconds)
+            if task is None:
+                continue
+            with log_context(job_id=task["parent_job_id"], task_id=task["task_id"],
+                             stage=task["stage"], operation="sweep"):
+                self.machine.fail_task(task, row["attempt"], WorkerLostError(
+                    "the task's lease lapsed: the worker running it stopped"))
+            handled += 1
+        return handled
+
+    def _stale_queued(self, older_than: float) -> int:
+        with get_database().transaction() as conn:
+            rows = self.tasks.stale_queued(conn, older_than, BATCH)
+            by_job: dict[str, list] = {}
+            for row in rows:
+                message = TaskQueueMessage(job_id=row["parent_job_id"], task_id=row["task_id"],
+                                           stage=row["stage"], attempt=row["attempt"],
+                                           retry=row["retry_count"])
+                by_job.setdefault(row["parent_job_id"], []).append(outgoing(message))
+            for job_id, messages in by_job.items():
+                self.machine.outbox.add(conn, job_id, TASKS_QUEUE, messages)
+            if rows:
+                self.tasks.touch_due(conn, [r["task_id"] for r in rows])
+        for job_id in by_job:
+            self.machine.outbox.flush(job_id)
+        return len(rows)
+
+    def _unfinalized(self, older_than: float) -> int:
+        with get_database().connection() as conn:
+            job_ids = self.jobs.awaiting_finalize(conn, older_than, BATCH)
+        for job_id in job_ids:
+            self.machine.finalize(job_id)
+        return len(job_ids)
