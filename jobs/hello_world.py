@@ -27,10 +27,11 @@ class HelloWorldJob(JobBaseMixin, JobBase):
         "n": {"type": "int", "min": 1, "max": 1000, "default": 3},
         "message": {"type": "str", "default": "Hello World"},
         "failure_rate": {"type": "float", "min": 0.0, "max": 1.0, "default": 0.0},
+        "sleep_seconds": {"type": "float", "min": 0.0, "max": 60.0, "default": 0.0},
     }
-    # A failure rate is a test knob, not a different job: resubmitting with another rate
-    # finds the same job.
-    id_excluded_parameters = ("failure_rate",)
+    # Knobs for demonstrations and tests, not a different job: resubmitting with another
+    # failure rate or sleep finds the same job.
+    id_excluded_parameters = ("failure_rate", "sleep_seconds")
 
     @staticmethod
     def create_tasks_for_stage(
@@ -39,12 +40,14 @@ class HelloWorldJob(JobBaseMixin, JobBase):
         if stage == 1:
             return [
                 {"parameters": {"index": i, "message": job_params["message"],
-                                "failure_rate": job_params["failure_rate"]}}
+                                "failure_rate": job_params["failure_rate"],
+                                "sleep_seconds": job_params["sleep_seconds"]}}
                 for i in range(job_params["n"])
             ]
         return [
             {"parameters": {"index": prev["task_index"],
-                            "greeting": prev["result"]["greeting"]}}
+                            "greeting": prev["result"]["greeting"],
+                            "sleep_seconds": job_params["sleep_seconds"]}}
             for prev in previous_results or []
         ]
 

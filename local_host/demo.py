@@ -85,7 +85,8 @@ def run_demo(n: int = 5, timeout: float = 120.0, out: TextIO = sys.stdout) -> in
     with LocalHost(port=0, out=out) as host:
         message = f"Hello from make demo at {datetime.now(timezone.utc).isoformat()}"
         code, submitted = _call("POST", f"{host.url}/api/jobs/submit/hello_world",
-                                {"n": n, "message": message})
+                                # Half-second tasks, so each stage's progress is visible.
+                                {"n": n, "message": message, "sleep_seconds": 0.5})
         if code not in (200, 201):
             print(f"submit failed: HTTP {code}: {json.dumps(submitted)}", file=out)
             return 1

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import random
+import time
 from datetime import datetime, timezone
 from typing import Any, Optional
 
 
 def handle_greeting(params: dict[str, Any], context: Optional[dict] = None) -> dict[str, Any]:
     index = params["index"]
+    time.sleep(params.get("sleep_seconds", 0.0))
     if random.random() < params.get("failure_rate", 0.0):
         raise RuntimeError(f"greeting {index} failed on purpose (failure_rate)")
     return {
@@ -19,6 +21,7 @@ def handle_greeting(params: dict[str, Any], context: Optional[dict] = None) -> d
 
 
 def handle_reply(params: dict[str, Any], context: Optional[dict] = None) -> dict[str, Any]:
+    time.sleep(params.get("sleep_seconds", 0.0))
     predecessor = (context or {}).get("predecessor_result") or {}
     return {
         "reply": f"Replying to: {predecessor.get('greeting', params.get('greeting', 'unknown'))}",

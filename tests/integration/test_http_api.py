@@ -57,7 +57,7 @@ def test_submit_creates_a_job_and_status_shows_it(database):
 def test_empty_body_means_all_defaults(database):
     code, body = submit("hello_world", b"", content_type=None)
     assert code == 201
-    assert body["parameters"] == {"n": 3, "message": "Hello World", "failure_rate": 0.0}
+    assert body["parameters"] == {"n": 3, "message": "Hello World", "failure_rate": 0.0, "sleep_seconds": 0.0}
 
 
 def test_same_parameters_return_the_same_job(database):

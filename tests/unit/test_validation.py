@@ -124,7 +124,7 @@ def test_unknown_names_are_rejected_by_name_listing_the_allowed_ones():
 @pytest.mark.parametrize("given", [None, {}])
 def test_no_parameters_means_all_defaults(given):
     assert HelloWorldJob.validate_job_parameters(given) == {
-        "n": 3, "message": "Hello World", "failure_rate": 0.0}
+        "n": 3, "message": "Hello World", "failure_rate": 0.0, "sleep_seconds": 0.0}
 
 
 @pytest.mark.parametrize("given, kind", [([1, 2], "array"), ("n=3", "string"), (3, "integer"),
