@@ -46,6 +46,18 @@ class Settings(BaseSettings):
         default=None, alias="ServiceBusConnection__fullyQualifiedNamespace"
     )
 
+    # Sending to Service Bus: the SDK retries what it classifies as transient (never
+    # permanent errors), with exponential backoff; the engine adds no retries of its own
+    # on top. A send, retries included, gives up after SERVICE_BUS_SEND_TIMEOUT_SECONDS:
+    # submit then answers 503 and the message waits in the outbox for the sweeper.
+    service_bus_retry_total: int = Field(default=3, ge=0, alias="SERVICE_BUS_RETRY_TOTAL")
+    service_bus_retry_backoff_seconds: float = Field(
+        default=0.5, gt=0, alias="SERVICE_BUS_RETRY_BACKOFF_SECONDS")
+    service_bus_retry_backoff_max_seconds: float = Field(
+        default=8.0, gt=0, alias="SERVICE_BUS_RETRY_BACKOFF_MAX_SECONDS")
+    service_bus_send_timeout_seconds: float = Field(
+        default=20.0, gt=0, alias="SERVICE_BUS_SEND_TIMEOUT_SECONDS")
+
     # Embedded queue: Service Bus's own defaults (lock 60 s, 10 deliveries).
     queue_lock_seconds: float = Field(default=60.0, gt=0, alias="QUEUE_LOCK_SECONDS")
     queue_max_delivery_count: int = Field(default=10, ge=1, alias="QUEUE_MAX_DELIVERY_COUNT")

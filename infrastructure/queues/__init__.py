@@ -21,10 +21,16 @@ def get_queue() -> QueueSender:
         if _queue is None:
             settings = get_settings()
             if settings.effective_queue_backend == "servicebus":
-                from .service_bus import ServiceBusQueue
+                from .service_bus import RetryPolicy, ServiceBusQueue
 
                 _queue = ServiceBusQueue(
-                    settings.service_bus_connection, settings.service_bus_namespace
+                    settings.service_bus_connection, settings.service_bus_namespace,
+                    retry=RetryPolicy(
+                        settings.service_bus_retry_total,
+                        settings.service_bus_retry_backoff_seconds,
+                        settings.service_bus_retry_backoff_max_seconds,
+                        settings.service_bus_send_timeout_seconds,
+                    ),
                 )
             else:
                 from ..db import get_database

@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import logging
 import threading
+from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Optional, Sequence
 
 from azure.servicebus import ServiceBusClient, ServiceBusMessage
-from azure.servicebus.exceptions import MessageSizeExceededError
+from azure.servicebus.exceptions import MessageSizeExceededError, ServiceBusError
 
-from exceptions import ConfigurationError
+from exceptions import ConfigurationError, QueueError
 
 from .base import OutgoingMessage, QueueSender
 
@@ -53,12 +54,29 @@ def send_in_batches(
     return sent
 
 
+@dataclass(frozen=True)
+class RetryPolicy:
+    """The SDK's own retry policy (it retries only what it classifies as transient), and
+    the bound on one send, retries included."""
+
+    retry_total: int = 3
+    backoff_seconds: float = 0.5
+    backoff_max_seconds: float = 8.0
+    send_timeout_seconds: float = 20.0
+
+    def client_kwargs(self) -> dict[str, Any]:
+        return {"retry_total": self.retry_total, "retry_mode": "exponential",
+                "retry_backoff_factor": self.backoff_seconds,
+                "retry_backoff_max": self.backoff_max_seconds}
+
+
 class ServiceBusQueue(QueueSender):
     def __init__(
         self,
         connection_string: Optional[str] = None,
         fully_qualified_namespace: Optional[str] = None,
         client: Optional[ServiceBusClient] = None,
+        retry: RetryPolicy = RetryPolicy(),
     ):
         if client is None and not (connection_string or fully_qualified_namespace):
             raise ConfigurationError(
@@ -68,6 +86,7 @@ class ServiceBusQueue(QueueSender):
         self._connection_string = connection_string
         self._namespace = fully_qualified_namespace
         self._client = client
+        self.retry = retry
         self._lock = threading.Lock()
         self._senders: dict[str, Any] = {}
 
@@ -76,12 +95,13 @@ class ServiceBusQueue(QueueSender):
             if self._client is None:
                 if self._connection_string:
                     self._client = ServiceBusClient.from_connection_string(
-                        self._connection_string
+                        self._connection_string, **self.retry.client_kwargs()
                     )
                 else:
                     from azure.identity import DefaultAzureCredential
 
-                    self._client = ServiceBusClient(self._namespace, DefaultAzureCredential())
+                    self._client = ServiceBusClient(
+                        self._namespace, DefaultAzureCredential(), **self.retry.client_kwargs())
             return self._client
 
     def _sender(self, queue_name: str):
@@ -95,17 +115,23 @@ class ServiceBusQueue(QueueSender):
         if not messages:
             return
         sender = self._sender(queue_name)
+        timeout = self.retry.send_timeout_seconds
         now = [m for m in messages if m.scheduled_enqueue_time_utc is None]
         later = [m for m in messages if m.scheduled_enqueue_time_utc is not None]
-        if now:
-            send_in_batches(
-                sender.create_message_batch, sender.send_messages,
-                (to_service_bus_message(m) for m in now),
-            )
-        for message in later:
-            sender.schedule_messages(
-                to_service_bus_message(message), message.scheduled_enqueue_time_utc
-            )
+        try:
+            if now:
+                send_in_batches(
+                    sender.create_message_batch,
+                    lambda batch: sender.send_messages(batch, timeout=timeout),
+                    (to_service_bus_message(m) for m in now),
+                )
+            for message in later:
+                sender.schedule_messages(to_service_bus_message(message),
+                                         message.scheduled_enqueue_time_utc, timeout=timeout)
+        except ServiceBusError as exc:
+            # The SDK has retried what could be retried; the caller keeps the messages
+            # (the outbox) and answers 503 or lets the message be delivered again.
+            raise QueueError(f"sending to {queue_name} failed: {exc}") from exc
 
     def close(self) -> None:
         with self._lock:

@@ -37,15 +37,21 @@ class RecordingSender:
         self.batch_bytes = batch_bytes
         self.batches: list[RecordingBatch] = []
         self.scheduled: list[tuple[ServiceBusMessage, datetime]] = []
+        self.timeouts: list = []
+        self.fail_with = None
         self.closed = False
 
     def create_message_batch(self):
         return RecordingBatch(self.batch_bytes)
 
-    def send_messages(self, batch):
+    def send_messages(self, batch, timeout=None):
+        self.timeouts.append(timeout)
+        if self.fail_with is not None:
+            raise self.fail_with
         self.batches.append(batch)
 
-    def schedule_messages(self, message, schedule_time_utc):
+    def schedule_messages(self, message, schedule_time_utc, timeout=None):
+        self.timeouts.append(timeout)
         self.scheduled.append((message, schedule_time_utc))
         return [len(self.scheduled)]
 
@@ -185,3 +191,44 @@ def test_choosing_service_bus_by_setting_without_a_connection_is_a_configuration
     finally:
         set_queue(None)
         reset_settings()
+
+
+def test_every_send_is_bounded_by_the_send_timeout_retries_included():
+    from infrastructure.queues.service_bus import RetryPolicy
+
+    client = StandInClient(batch_bytes=10_000)
+    queue = ServiceBusQueue(client=client, retry=RetryPolicy(send_timeout_seconds=7.5))
+    later = datetime.now(timezone.utc) + timedelta(seconds=30)
+    queue.send("q", [OutgoingMessage(body="{}"),
+                     OutgoingMessage(body="{}", scheduled_enqueue_time_utc=later)])
+    assert client.senders["q"].timeouts == [7.5, 7.5]
+
+
+def test_a_send_that_still_fails_after_the_sdks_retries_is_a_queue_error():
+    from azure.servicebus.exceptions import ServiceBusConnectionError
+
+    from exceptions import QueueError
+
+    client = StandInClient(batch_bytes=10_000)
+    queue = ServiceBusQueue(client=client)
+    client.get_queue_sender("q").fail_with = ServiceBusConnectionError(message="down")
+    with pytest.raises(QueueError, match="sending to q failed"):
+        queue.send("q", [OutgoingMessage(body="{}")])
+
+
+def test_the_client_gets_the_configured_retry_policy_and_no_extra_retries():
+    from infrastructure.queues.service_bus import RetryPolicy
+
+    policy = RetryPolicy(retry_total=2, backoff_seconds=0.25, backoff_max_seconds=4,
+                         send_timeout_seconds=9)
+    queue = ServiceBusQueue(
+        "Endpoint=sb://example.servicebus.windows.net/;SharedAccessKeyName=k;"
+        "SharedAccessKey=dmFsdWU=", retry=policy)
+    client = queue._get_client()  # builds the client; nothing connects until a send
+    try:
+        config = client._config
+        assert (config.retry_total, config.retry_backoff_factor, config.retry_backoff_max) == (
+            2, 0.25, 4)
+        assert config.retry_mode.value == "exponential"
+    finally:
+        queue.close()
