@@ -7,15 +7,18 @@ parameters stay in the database, so a message stays far below Service Bus's 256 
 from __future__ import annotations
 
 import json
-from datetime import datetime
+from datetime import datetime, timezone
 from enum import Enum
 from typing import Any, Literal, Optional
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, ValidationError
 
 from exceptions import MessageFormatError
 
-MESSAGE_FORMAT_VERSION = 1
+# Version 2 added sent_at. A deploy must not strand messages already in the queues, so
+# the engine reads every version in SUPPORTED_MESSAGE_VERSIONS, upgrading older bodies with
+# _UPGRADES before validation, and writes only the current one.
+MESSAGE_FORMAT_VERSION = 2
 
 # What a stage declaration may say its parallelism is.
 #   single          one task (the job's create_tasks_for_stage builds it)
@@ -24,7 +27,14 @@ MESSAGE_FORMAT_VERSION = 1
 #   dynamic         a count the job computes from its parameters (hello_world's n)
 #   match_previous  one task per task of the previous stage
 PARALLELISM_KINDS = ("single", "fan_out", "fan_in", "dynamic", "match_previous")
-SUPPORTED_MESSAGE_VERSIONS = frozenset({1})
+SUPPORTED_MESSAGE_VERSIONS = frozenset({1, 2})
+
+
+def _upgrade_v1(data: dict[str, Any]) -> dict[str, Any]:
+    return {**data, "version": 2, "sent_at": None}
+
+
+_UPGRADES = {1: _upgrade_v1}
 
 
 class JobStatus(str, Enum):
@@ -109,10 +119,12 @@ class TaskResult(BaseModel):
 class _QueueMessage(BaseModel):
     model_config = ConfigDict(extra="ignore", frozen=True)
 
-    version: int = MESSAGE_FORMAT_VERSION
-    job_id: str
-    stage: int
-    attempt: int = 1
+    version: StrictInt = MESSAGE_FORMAT_VERSION
+    job_id: StrictStr
+    stage: StrictInt
+    attempt: StrictInt = 1
+    # When the message was made (None for a version 1 message).
+    sent_at: Optional[datetime] = Field(default_factory=lambda: datetime.now(timezone.utc))
 
     def to_json(self) -> str:
         return self.model_dump_json()
@@ -127,11 +139,14 @@ class _QueueMessage(BaseModel):
         if not isinstance(data, dict):
             raise MessageFormatError(f"{cls.__name__}: body is not a JSON object")
         version = data.get("version")
-        if version not in SUPPORTED_MESSAGE_VERSIONS:
+        if type(version) is not int or version not in SUPPORTED_MESSAGE_VERSIONS:
             raise MessageFormatError(
                 f"{cls.__name__}: unsupported format version {version!r}; "
                 f"supported: {sorted(SUPPORTED_MESSAGE_VERSIONS)}"
             )
+        while version in _UPGRADES:
+            data = _UPGRADES[version](data)
+            version = data["version"]
         try:
             return cls.model_validate(data)
         except ValidationError as exc:
@@ -151,8 +166,8 @@ class JobQueueMessage(_QueueMessage):
 class TaskQueueMessage(_QueueMessage):
     """Tells the engine to run one task."""
 
-    task_id: str
-    retry: int = 0
+    task_id: StrictStr
+    retry: StrictInt = 0
 
     @property
     def message_id(self) -> str:
