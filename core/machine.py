@@ -78,6 +78,14 @@ class CoreMachine:
                          extra={"message_id": message_id})
             return "dead-lettered"
 
+    def handle_task_batch(self, messages: list[tuple[bytes, Optional[str]]]) -> list[str]:
+        """What the batch task trigger does with its messages: run them as one batch
+        (core/batch.py); each message's outcome, in order. Raising means: deliver the
+        whole batch again (only when the database or queue failed)."""
+        from core.batch import TaskBatchProcessor
+
+        return TaskBatchProcessor(self).process(messages)
+
     # -- job messages -------------------------------------------------------------------
     def process_job_message(self, body: bytes | str) -> str:
         """Open the message's stage. Returns what was done, for logs and tests."""
@@ -199,6 +207,14 @@ class CoreMachine:
         ))
         return context
 
+    def job_error(self, task: dict[str, Any], exc: BaseException) -> str:
+        """The cause a job records when this task's failure fails it."""
+        name = self._stage_definition(task).get("name", "?")
+        retries = task["retry_count"]
+        after = f" after {retries} retr{'y' if retries == 1 else 'ies'}" if retries else ""
+        return (f"Task {task['task_id']} (stage {task['stage']} '{name}', task "
+                f"{task['task_index']}) failed{after}: {classify(exc).message}")
+
     def fail_task(self, task: dict[str, Any], attempt: int, exc: BaseException) -> str:
         """A transient or unknown failure with retries left runs again later; anything
         else fails the task and, at once, its job."""
@@ -215,10 +231,7 @@ class CoreMachine:
                                extra={"error_type": info.error_type})
                 self.outbox.flush(task["parent_job_id"])  # the scheduled message
             return "retrying"
-        name = self._stage_definition(task).get("name", "?")
-        after = f" after {retries} retr{'y' if retries == 1 else 'ies'}" if retries else ""
-        job_error = (f"Task {task['task_id']} (stage {task['stage']} '{name}', task "
-                     f"{task['task_index']}) failed{after}: {info.message}")
+        job_error = self.job_error(task, exc)
         logger.error("task failed (%s): %s", info.error_category, info.message,
                      exc_info=info.error_category == CONTRACT,
                      extra={"error_type": info.error_type,

@@ -232,14 +232,20 @@ class StateManager:
         """Queue a task again after delay_seconds, with its scheduled message, in one
         transaction. Returns the retry number, or None if the task was not processing."""
         with self.db.transaction() as conn:
-            retry = self.tasks.retry_task(conn, task["task_id"], error, error_details,
-                                          delay_seconds)
-            if retry is None:
-                return None
-            message = TaskQueueMessage(job_id=task["parent_job_id"], task_id=task["task_id"],
-                                       stage=task["stage"], attempt=attempt, retry=retry)
-            self.outbox.add(conn, task["parent_job_id"], TASKS_QUEUE, [outgoing(
-                message, datetime.now(timezone.utc) + timedelta(seconds=delay_seconds))])
+            return self.retry_task_in(conn, task, attempt, error, error_details, delay_seconds)
+
+    def retry_task_in(self, conn: psycopg.Connection, task: dict[str, Any], attempt: int,
+                      error: dict[str, Any], error_details: str, delay_seconds: float
+                      ) -> Optional[int]:
+        """retry_task within the caller's transaction."""
+        retry = self.tasks.retry_task(conn, task["task_id"], error, error_details,
+                                      delay_seconds)
+        if retry is None:
+            return None
+        message = TaskQueueMessage(job_id=task["parent_job_id"], task_id=task["task_id"],
+                                   stage=task["stage"], attempt=attempt, retry=retry)
+        self.outbox.add(conn, task["parent_job_id"], TASKS_QUEUE, [outgoing(
+            message, datetime.now(timezone.utc) + timedelta(seconds=delay_seconds))])
         return retry
 
     # -- jobs ---------------------------------------------------------------------------

@@ -20,7 +20,7 @@ from .functions import (
 )
 from .http_server import ROUTE_PREFIX, LocalHttpServer, Router
 from .queue_workers import LockRenewer, QueueWaker, QueueWorker, Wakeup
-from .settings import max_lock_renewal_seconds
+from .settings import is_disabled, max_lock_renewal_seconds
 from .timers import TimerRunner
 
 logger = logging.getLogger("local_host")
@@ -39,7 +39,9 @@ class LocalHost:
                  max_lock_renewal: Optional[float] = None):
         if app is None:
             from function_app import app
-        self.functions: list[FunctionSpec] = discover(app)
+        # Functions switched off with AzureWebJobs.<name>.Disabled are not run, as in Azure.
+        self.disabled = [f for f in discover(app) if is_disabled(f.name)]
+        self.functions: list[FunctionSpec] = [f for f in discover(app) if not is_disabled(f.name)]
         self.requested_port = port
         self.close_database = close_database
         self.banner, self.out = banner, out
@@ -158,13 +160,17 @@ class LocalHost:
                 lines.append(f"\t{spec.name}: [{methods}] {self.url}/{ROUTE_PREFIX}/"
                              f"{spec.route}")
             elif spec.trigger_type == SERVICE_BUS_TRIGGER:
+                batch = (", batches" if spec.binding.get("cardinality") == "many" else "")
                 lines.append(f"\t{spec.name}: serviceBusTrigger on queue '{spec.queue_name}' "
-                             f"(embedded queue, {self.concurrency(spec)} at a time)")
+                             f"(embedded queue, {self.concurrency(spec)} at a time{batch})")
             elif spec.trigger_type == TIMER_TRIGGER:
                 startup = ", runOnStartup" if spec.run_on_startup else ""
                 lines.append(f"\t{spec.name}: timerTrigger '{spec.schedule}' (UTC{startup})")
             else:
                 lines.append(f"\t{spec.name}: {spec.trigger_type} (not run locally)")
+            lines.append("")
+        for spec in self.disabled:
+            lines.append(f"\t{spec.name}: disabled (AzureWebJobs.{spec.name}.Disabled)")
             lines.append("")
         lines.append("Function-level auth keys are not enforced by the local host "
                      "(as with func start).")

@@ -14,6 +14,7 @@ from azure.functions.servicebus import ServiceBusMessage
 from infrastructure.queues.embedded import EmbeddedQueue, QueueListener, ReceivedMessage
 
 from .functions import FunctionSpec, invoke
+from .settings import max_message_batch_size
 
 logger = logging.getLogger("local_host.queues")
 
@@ -158,19 +159,24 @@ class QueueWorker(threading.Thread):
         self.renewer, self.stop_event = renewer, stop
         self.current: Optional[ReceivedMessage] = None
         self._failing = False
+        # cardinality "many": the function receives a list of up to the batch size.
+        self.batch_size = (max_message_batch_size()
+                           if spec.binding.get("cardinality") == "many" else 0)
 
     def run(self) -> None:
         name = self.spec.queue_name
         while not self.stop_event.is_set():
             generation = self.wakeup.generation
             try:
-                messages = self.queue.receive(name, 1)
+                messages = self.queue.receive(name, self.batch_size or 1)
                 delay = None if messages else self.queue.seconds_until_next(name)
             except Exception:
                 self._receive_failed()
                 continue
             self._failing = False
-            if messages:
+            if messages and self.batch_size:
+                self._process_batch(messages)
+            elif messages:
                 self._process(messages[0])
             else:
                 # Sleep until a sender notifies, a scheduled message or lapsed lock comes
@@ -198,6 +204,28 @@ class QueueWorker(threading.Thread):
             self._settle("complete", message)
         finally:
             self.current = None
+
+    def _process_batch(self, messages: list[ReceivedMessage]) -> None:
+        for message in messages:
+            self.renewer.add(message)
+        try:
+            invoke(self.spec, [to_service_bus_message(m) for m in messages],
+                   f"New ServiceBus messages detected on {messages[0].queue_name}")
+        except Exception:  # logged by invoke; the whole batch is delivered again
+            action = "abandon_many"
+        else:
+            action = "complete_many"
+        finally:
+            for message in messages:
+                self.renewer.remove(message)
+        try:
+            lost = getattr(self.queue, action)(messages)
+            if lost:
+                logger.warning("%s on %s: %d lock(s) were lost; those messages may be "
+                               "delivered again", action, messages[0].queue_name, lost)
+        except Exception:  # the locks lapse and the messages come back: at-least-once
+            logger.exception("%s of %d messages on %s failed", action, len(messages),
+                             messages[0].queue_name)
 
     def _settle(self, action: str, message: ReceivedMessage) -> None:
         try:

@@ -96,3 +96,19 @@ def max_lock_renewal_seconds(path: str | Path = HOST_FILE) -> Optional[float]:
         logger.warning("%s: maxAutoLockRenewalDuration %r is not hh:mm:ss; locks are "
                        "renewed without limit", path, text)
         return None
+
+
+def max_message_batch_size(path: str | Path = HOST_FILE) -> int:
+    """host.json's extensions.serviceBus.maxMessageBatchSize (Service Bus's default 1000):
+    the most messages a cardinality "many" trigger receives at once."""
+    try:
+        host = json.loads(Path(path).read_text(encoding="utf-8-sig"))
+        return max(int(host["extensions"]["serviceBus"]["maxMessageBatchSize"]), 1)
+    except (OSError, ValueError, KeyError, TypeError):
+        return 1000
+
+
+def is_disabled(function_name: str) -> bool:
+    """The Functions setting AzureWebJobs.<function>.Disabled, as func start reads it."""
+    value = os.environ.get(f"AzureWebJobs.{function_name}.Disabled", "")
+    return value.strip().lower() in ("true", "1")

@@ -108,3 +108,11 @@ def engine(database, queue):
     from core.machine import CoreMachine
 
     return EngineHarness(CoreMachine(all_jobs=ALL_JOBS, all_handlers=ALL_HANDLERS), queue)
+
+
+@pytest.fixture
+def batch_engine(engine):
+    """The engine fixture, delivering task messages in batches as process_task_batch does."""
+    from tests.harness import EngineHarness
+
+    return EngineHarness(engine.machine, engine.queue, batch=True)

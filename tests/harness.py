@@ -23,12 +23,16 @@ TERMINAL = ("completed", "failed", "completed_with_errors")
 
 
 class EngineHarness:
-    def __init__(self, machine: CoreMachine, queue: EmbeddedQueue):
+    """batch=True delivers task messages as the batch trigger does (cardinality many)."""
+
+    def __init__(self, machine: CoreMachine, queue: EmbeddedQueue, batch: bool = False):
         self.machine = machine
         self.queue = queue
+        self.batch = batch
 
     def with_jobs(self, jobs: dict[str, Any], handlers: dict[str, Callable]) -> "EngineHarness":
-        return EngineHarness(CoreMachine(all_jobs=jobs, all_handlers=handlers), self.queue)
+        return EngineHarness(CoreMachine(all_jobs=jobs, all_handlers=handlers), self.queue,
+                             self.batch)
 
     def submit(self, job_type: str, params: Optional[dict] = None) -> dict[str, Any]:
         return submit_job(self.machine, job_type, params or {}).job
@@ -37,6 +41,14 @@ class EngineHarness:
         """Deliver what is visible on one queue, as the queue trigger would (a message that
         can never succeed is recorded and completed); returns how many were handled."""
         messages = self.queue.receive(queue_name, batch)
+        if self.batch and queue_name == TASKS_QUEUE and messages:
+            try:
+                self.machine.handle_task_batch([(m.body, m.message_id) for m in messages])
+            except Exception:
+                self.queue.abandon_many(messages)
+                raise
+            self.queue.complete_many(messages)
+            return len(messages)
         for position, message in enumerate(messages):
             try:
                 self.machine.handle_message(queue_name, message.body, message.message_id)

@@ -146,6 +146,27 @@ class EmbeddedQueue(QueueSender):
             )
             return cur.rowcount == 1
 
+    def complete_many(self, messages: Sequence[ReceivedMessage]) -> int:
+        """Complete a batch in one statement; returns how many locks were lost."""
+        with self.database.connection() as conn:
+            cur = conn.execute(
+                "DELETE FROM app.queue_messages q USING unnest(%s::bigint[], %s::uuid[])"
+                " AS m(id, token) WHERE q.id = m.id AND q.lock_token = m.token",
+                ([m.id for m in messages], [m.lock_token for m in messages]),
+            )
+            return len(messages) - cur.rowcount
+
+    def abandon_many(self, messages: Sequence[ReceivedMessage]) -> int:
+        with self.database.connection() as conn:
+            cur = conn.execute(
+                "UPDATE app.queue_messages q SET lock_token = NULL, locked_until = NULL"
+                " FROM unnest(%s::bigint[], %s::uuid[]) AS m(id, token)"
+                " WHERE q.id = m.id AND q.lock_token = m.token",
+                ([m.id for m in messages], [m.lock_token for m in messages]),
+            )
+            conn.execute("SELECT pg_notify(%s, '')", (channel_for(messages[0].queue_name),))
+            return len(messages) - cur.rowcount
+
     def abandon(self, message: ReceivedMessage) -> bool:
         """Release the lock so the message is delivered again (or dead-lettered)."""
         with self.database.connection() as conn:

@@ -78,7 +78,8 @@ def test_discovers_exactly_the_apps_functions():
     assert routes["health"] == (("GET",), "health")
     assert routes["submit"] == (("POST",), "jobs/submit/{job_type}")
     assert routes["status"] == (("GET",), "jobs/status/{job_id}")
-    assert queues == {"process_job_message": JOBS_QUEUE, "process_task_message": TASKS_QUEUE}
+    assert queues == {"process_job_message": JOBS_QUEUE, "process_task_message": TASKS_QUEUE,
+                      "process_task_batch": TASKS_QUEUE}
     # A second host on the same app reuses what was read.
     assert [f.name for f in host_for().functions] == [f.name for f in host.functions]
 

@@ -94,6 +94,21 @@ EXPECTED_FUNCTIONS = {
     "health_details": http("health/details", "GET", "FUNCTION"),
     "process_job_message": service_bus("geospatial-jobs"),
     "process_task_message": service_bus("geospatial-tasks"),
+    "process_task_batch": {
+        "scriptFile": "function_app.py",
+        "bindings": [
+            {"direction": "IN", "type": "serviceBusTrigger", "name": "msgs",
+             "connection": "ServiceBusConnection", "queueName": "geospatial-tasks",
+             "cardinality": "MANY"},
+        ],
+    },
+    "sweep": {
+        "scriptFile": "function_app.py",
+        "bindings": [
+            {"direction": "IN", "type": "timerTrigger", "name": "timer",
+             "schedule": "0 */1 * * * *", "runOnStartup": False, "useMonitor": True},
+        ],
+    },
 }
 
 

@@ -46,6 +46,8 @@ def test_import_with_no_settings_and_no_network():
                                 "connection": "ServiceBusConnection"},
         "process_task_message": {"type": "serviceBusTrigger", "queueName": "geospatial-tasks",
                                  "connection": "ServiceBusConnection"},
+        "process_task_batch": {"type": "serviceBusTrigger", "queueName": "geospatial-tasks",
+                               "connection": "ServiceBusConnection", "cardinality": "many"},
         "sweep": {"type": "timerTrigger", "schedule": "0 */1 * * * *", "runOnStartup": False,
                   "useMonitor": True},
     }

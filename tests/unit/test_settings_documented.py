@@ -7,7 +7,8 @@ from pathlib import Path
 from config import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
-HOST_SETTINGS = {"FUNCTIONS_WORKER_RUNTIME", "AzureWebJobsStorage"}
+HOST_SETTINGS = {"FUNCTIONS_WORKER_RUNTIME", "AzureWebJobsStorage",
+                 "AzureWebJobs.process_task_message.Disabled"}
 
 
 def test_example_and_config_name_the_same_settings():

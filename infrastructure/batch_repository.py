@@ -1,0 +1,114 @@
+"""Set-based SQL for running a batch of task messages: one statement claims them all, one
+records all their outcomes and counts them off their stages. Commits, not SQL, are the cost
+of a task; a batch pays them once."""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+import psycopg
+from psycopg.types.json import Jsonb
+
+_TERMINAL = ["completed", "failed", "cancelled"]
+_ACTIVE_JOB = ["queued", "processing"]
+
+
+class BatchRepository:
+    def claim(
+        self, conn: psycopg.Connection, task_ids: list[str], attempts: list[int],
+        lease_seconds: float,
+    ) -> list[dict[str, Any]]:
+        """Claim every claimable task of the batch (see TaskRepository.claim_task)."""
+        return conn.execute(
+            "UPDATE app.tasks t SET status = 'processing', heartbeat = now(),"
+            " lease_expires_at = now() + make_interval(secs => %s), updated_at = now()"
+            " FROM app.jobs j, unnest(%s::text[], %s::int[]) AS m(task_id, attempt)"
+            " WHERE t.task_id = m.task_id AND j.job_id = t.parent_job_id"
+            " AND j.attempt = m.attempt AND j.status = ANY(%s)"
+            " AND (t.status = 'queued' OR (t.status = 'processing'"
+            "      AND t.lease_expires_at < now()))"
+            " RETURNING t.*, j.parameters AS job_parameters",
+            (lease_seconds, task_ids, attempts, _ACTIVE_JOB),
+        ).fetchall()
+
+    def why_unclaimed(self, conn: psycopg.Connection, task_ids: list[str]
+                      ) -> dict[str, dict[str, Any]]:
+        """For tasks not claimed: their status and their job's status and attempt."""
+        rows = conn.execute(
+            "SELECT m.task_id, t.status, t.parent_job_id, j.status AS job_status,"
+            " j.attempt FROM unnest(%s::text[]) AS m(task_id)"
+            " LEFT JOIN app.tasks t ON t.task_id = m.task_id"
+            " LEFT JOIN app.jobs j ON j.job_id = t.parent_job_id",
+            (task_ids,),
+        ).fetchall()
+        return {r["task_id"]: r for r in rows}
+
+    def predecessor_results(
+        self, conn: psycopg.Connection, keys: list[tuple[str, int, int]]
+    ) -> dict[tuple[str, int, int], Optional[dict]]:
+        """Results of (job_id, stage, task_index) tasks, for lineage, in one query."""
+        if not keys:
+            return {}
+        rows = conn.execute(
+            "SELECT t.parent_job_id, t.stage, t.task_index, t.result_data"
+            " FROM unnest(%s::text[], %s::int[], %s::int[]) AS k(job_id, stage, idx)"
+            " JOIN app.tasks t ON t.parent_job_id = k.job_id AND t.stage = k.stage"
+            " AND t.task_index = k.idx",
+            ([k[0] for k in keys], [k[1] for k in keys], [k[2] for k in keys]),
+        ).fetchall()
+        return {(r["parent_job_id"], r["stage"], r["task_index"]): r["result_data"]
+                for r in rows}
+
+    def record(
+        self, conn: psycopg.Connection, task_ids: list[str], statuses: list[str],
+        results: list[Optional[dict]], errors: list[Optional[str]],
+    ) -> list[dict[str, Any]]:
+        """Record outcomes of unfinished tasks and count them off their stages (within the
+        caller's transaction). Returns the stage rows changed, with `newly_failed`. Rows are
+        locked in a fixed order (tasks by id, then stages by job and number), so concurrent
+        batches cannot deadlock on each other."""
+        conn.execute(
+            "SELECT 1 FROM app.tasks WHERE task_id = ANY(%s) ORDER BY task_id FOR UPDATE",
+            (task_ids,),
+        )
+        done = conn.execute(
+            "UPDATE app.tasks t SET status = d.status, result_data = d.result,"
+            " error_details = d.error, lease_expires_at = NULL, updated_at = now()"
+            " FROM unnest(%s::text[], %s::text[], %s::jsonb[], %s::text[])"
+            "  AS d(task_id, status, result, error)"
+            " WHERE t.task_id = d.task_id AND t.status <> ALL(%s)"
+            " RETURNING t.parent_job_id, t.stage, t.status",
+            (task_ids, statuses, [Jsonb(r) if r is not None else None for r in results],
+             errors, _TERMINAL),
+        ).fetchall()
+        counts: dict[tuple[str, int], list[int]] = {}
+        for row in done:
+            count = counts.setdefault((row["parent_job_id"], row["stage"]), [0, 0])
+            count[0] += 1
+            count[1] += row["status"] == "failed"
+        if not counts:
+            return []
+        keys = sorted(counts)
+        conn.execute(
+            "SELECT 1 FROM app.job_stages s"
+            " JOIN unnest(%s::text[], %s::int[]) AS k(job_id, stage)"
+            " ON s.job_id = k.job_id AND s.stage = k.stage"
+            " ORDER BY s.job_id, s.stage FOR UPDATE OF s",
+            ([k[0] for k in keys], [k[1] for k in keys]),
+        )
+        return conn.execute(
+            "UPDATE app.job_stages s SET pending = s.pending - c.n, failed = s.failed + c.f"
+            " FROM unnest(%s::text[], %s::int[], %s::int[], %s::int[]) AS c(job_id, stage, n, f)"
+            " WHERE s.job_id = c.job_id AND s.stage = c.stage"
+            " RETURNING s.*, c.f AS newly_failed",
+            ([k[0] for k in keys], [k[1] for k in keys], [counts[k][0] for k in keys],
+             [counts[k][1] for k in keys]),
+        ).fetchall()
+
+    def renew_leases(self, conn: psycopg.Connection, task_ids: list[str],
+                     lease_seconds: float) -> None:
+        conn.execute(
+            "UPDATE app.tasks SET lease_expires_at = now() + make_interval(secs => %s),"
+            " heartbeat = now() WHERE task_id = ANY(%s) AND status = 'processing'",
+            (lease_seconds, task_ids),
+        )
