@@ -102,7 +102,7 @@ class CoreMachine:
         if opening.ignored:
             logger.info("job message ignored: %s", opening.ignored)
         else:
-            logger.info("stage %s: %d task(s) queued", message.stage, opening.task_count)
+            logger.info("stage %s opened: %d task(s) queued", message.stage, opening.task_count)
         # Sends the new tasks' messages (Service Bus); after an ignored repeat, whatever
         # an earlier delivery committed but failed to send.
         self.outbox.flush(message.job_id)
@@ -186,7 +186,7 @@ class CoreMachine:
             return self.fail_task(task, message.attempt, exc)
         closure = self.state_manager.complete_task(task["task_id"], TaskStatus.COMPLETED,
                                                    result, None)
-        logger.info("task completed")
+        logger.debug("task completed")  # per task: DEBUG; the status endpoint counts them
         self._after_close(closure)
         return TaskStatus.COMPLETED.value
 

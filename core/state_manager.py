@@ -91,7 +91,8 @@ class StateManager:
             self.jobs.mark_processing(conn, job_id)
             previous = None
             if stage > 1:
-                previous = previous_results_view(self.tasks.list_tasks(conn, job_id, stage - 1))
+                previous = previous_results_view(self.tasks.list_tasks(
+                    conn, job_id, stage - 1, columns=self.tasks.OUTCOME_COLUMNS))
             try:
                 definitions = build(job, previous)
             except ContractViolationError as exc:
@@ -197,7 +198,8 @@ class StateManager:
                     conn, task["parent_job_id"], task["stage"] - 1, task["task_index"])
             if fan_in:
                 data["previous_results"] = previous_results_view(
-                    self.tasks.list_tasks(conn, task["parent_job_id"], task["stage"] - 1))
+                    self.tasks.list_tasks(conn, task["parent_job_id"], task["stage"] - 1,
+                                          columns=self.tasks.OUTCOME_COLUMNS))
         return data
 
     def complete_task(
@@ -252,7 +254,8 @@ class StateManager:
     def load_for_finalize(self, job_id: str) -> tuple[Optional[dict], list[TaskRecord]]:
         with self.db.connection() as conn:
             job = self.jobs.get_job(conn, job_id)
-            tasks = self.tasks.list_tasks(conn, job_id) if job else []
+            tasks = (self.tasks.list_tasks(conn, job_id, columns=self.tasks.OUTCOME_COLUMNS)
+                     if job else [])
         return job, [TaskRecord.model_validate(t) for t in tasks]
 
     def start_new_attempt(self, job_id: str) -> Optional[int]:

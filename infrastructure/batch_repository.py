@@ -9,8 +9,13 @@ from typing import Any, Optional
 import psycopg
 from psycopg.types.json import Jsonb
 
-_TERMINAL = ["completed", "failed", "cancelled"]
-_ACTIVE_JOB = ["queued", "processing"]
+
+
+def records(**columns: list) -> Jsonb:
+    """Columns of equal length as one JSON array of objects, for jsonb_to_recordset: one
+    json.dumps for the whole batch, where arrays would quote every element one by one."""
+    names = list(columns)
+    return Jsonb([dict(zip(names, row)) for row in zip(*columns.values())])
 
 
 class BatchRepository:
@@ -22,13 +27,14 @@ class BatchRepository:
         return conn.execute(
             "UPDATE app.tasks t SET status = 'processing', heartbeat = now(),"
             " lease_expires_at = now() + make_interval(secs => %s), updated_at = now()"
-            " FROM app.jobs j, unnest(%s::text[], %s::int[]) AS m(task_id, attempt)"
+            " FROM app.jobs j, jsonb_to_recordset(%s) AS m(task_id text, attempt int)"
             " WHERE t.task_id = m.task_id AND j.job_id = t.parent_job_id"
-            " AND j.attempt = m.attempt AND j.status = ANY(%s)"
+            " AND j.attempt = m.attempt AND j.status IN ('queued', 'processing')"
             " AND (t.status = 'queued' OR (t.status = 'processing'"
             "      AND t.lease_expires_at < now()))"
-            " RETURNING t.*, j.parameters AS job_parameters",
-            (lease_seconds, task_ids, attempts, _ACTIVE_JOB),
+            " RETURNING t.task_id, t.parent_job_id, t.job_type, t.task_type, t.stage,"
+            " t.task_index, t.parameters, t.retry_count, j.parameters AS job_parameters",
+            (lease_seconds, records(task_id=task_ids, attempt=attempts)),
         ).fetchall()
 
     def why_unclaimed(self, conn: psycopg.Connection, task_ids: list[str]
@@ -36,10 +42,10 @@ class BatchRepository:
         """For tasks not claimed: their status and their job's status and attempt."""
         rows = conn.execute(
             "SELECT m.task_id, t.status, t.parent_job_id, j.status AS job_status,"
-            " j.attempt FROM unnest(%s::text[]) AS m(task_id)"
+            " j.attempt FROM jsonb_array_elements_text(%s) AS m(task_id)"
             " LEFT JOIN app.tasks t ON t.task_id = m.task_id"
             " LEFT JOIN app.jobs j ON j.job_id = t.parent_job_id",
-            (task_ids,),
+            (Jsonb(task_ids),),
         ).fetchall()
         return {r["task_id"]: r for r in rows}
 
@@ -51,10 +57,11 @@ class BatchRepository:
             return {}
         rows = conn.execute(
             "SELECT t.parent_job_id, t.stage, t.task_index, t.result_data"
-            " FROM unnest(%s::text[], %s::int[], %s::int[]) AS k(job_id, stage, idx)"
+            " FROM jsonb_to_recordset(%s) AS k(job_id text, stage int, idx int)"
             " JOIN app.tasks t ON t.parent_job_id = k.job_id AND t.stage = k.stage"
             " AND t.task_index = k.idx",
-            ([k[0] for k in keys], [k[1] for k in keys], [k[2] for k in keys]),
+            (records(job_id=[k[0] for k in keys], stage=[k[1] for k in keys],
+                     idx=[k[2] for k in keys]),),
         ).fetchall()
         return {(r["parent_job_id"], r["stage"], r["task_index"]): r["result_data"]
                 for r in rows}
@@ -68,18 +75,19 @@ class BatchRepository:
         locked in a fixed order (tasks by id, then stages by job and number), so concurrent
         batches cannot deadlock on each other."""
         conn.execute(
-            "SELECT 1 FROM app.tasks WHERE task_id = ANY(%s) ORDER BY task_id FOR UPDATE",
-            (task_ids,),
+            "SELECT 1 FROM app.tasks WHERE task_id IN"
+            " (SELECT jsonb_array_elements_text(%s)) ORDER BY task_id FOR UPDATE",
+            (Jsonb(task_ids),),
         )
         done = conn.execute(
             "UPDATE app.tasks t SET status = d.status, result_data = d.result,"
             " error_details = d.error, lease_expires_at = NULL, updated_at = now()"
-            " FROM unnest(%s::text[], %s::text[], %s::jsonb[], %s::text[])"
-            "  AS d(task_id, status, result, error)"
-            " WHERE t.task_id = d.task_id AND t.status <> ALL(%s)"
+            " FROM jsonb_to_recordset(%s) AS d(task_id text, status text, result jsonb,"
+            "  error text)"
+            " WHERE t.task_id = d.task_id"
+            " AND t.status NOT IN ('completed', 'failed', 'cancelled')"
             " RETURNING t.parent_job_id, t.stage, t.status",
-            (task_ids, statuses, [Jsonb(r) if r is not None else None for r in results],
-             errors, _TERMINAL),
+            (records(task_id=task_ids, status=statuses, result=results, error=errors),),
         ).fetchall()
         counts: dict[tuple[str, int], list[int]] = {}
         for row in done:
@@ -89,26 +97,28 @@ class BatchRepository:
         if not counts:
             return []
         keys = sorted(counts)
+        stages = records(job_id=[k[0] for k in keys], stage=[k[1] for k in keys],
+                         n=[counts[k][0] for k in keys], f=[counts[k][1] for k in keys])
         conn.execute(
             "SELECT 1 FROM app.job_stages s"
-            " JOIN unnest(%s::text[], %s::int[]) AS k(job_id, stage)"
+            " JOIN jsonb_to_recordset(%s) AS k(job_id text, stage int)"
             " ON s.job_id = k.job_id AND s.stage = k.stage"
             " ORDER BY s.job_id, s.stage FOR UPDATE OF s",
-            ([k[0] for k in keys], [k[1] for k in keys]),
+            (stages,),
         )
         return conn.execute(
             "UPDATE app.job_stages s SET pending = s.pending - c.n, failed = s.failed + c.f"
-            " FROM unnest(%s::text[], %s::int[], %s::int[], %s::int[]) AS c(job_id, stage, n, f)"
+            " FROM jsonb_to_recordset(%s) AS c(job_id text, stage int, n int, f int)"
             " WHERE s.job_id = c.job_id AND s.stage = c.stage"
             " RETURNING s.*, c.f AS newly_failed",
-            ([k[0] for k in keys], [k[1] for k in keys], [counts[k][0] for k in keys],
-             [counts[k][1] for k in keys]),
+            (stages,),
         ).fetchall()
 
     def renew_leases(self, conn: psycopg.Connection, task_ids: list[str],
                      lease_seconds: float) -> None:
         conn.execute(
             "UPDATE app.tasks SET lease_expires_at = now() + make_interval(secs => %s),"
-            " heartbeat = now() WHERE task_id = ANY(%s) AND status = 'processing'",
-            (lease_seconds, task_ids),
+            " heartbeat = now() WHERE task_id IN (SELECT jsonb_array_elements_text(%s))"
+            " AND status = 'processing'",
+            (lease_seconds, Jsonb(task_ids)),
         )

@@ -49,10 +49,16 @@ class Database:
 
     def __init__(
         self, conninfo: str, min_size: int = 1, max_size: int = 10,
-        password: Optional[Callable[[], str]] = None,
+        password: Optional[Callable[[], str]] = None, stats_file: Optional[str] = None,
     ):
         self.conninfo = conninfo
         self.password = password
+        self.stats_file = stats_file
+        extra: dict[str, Any] = {}
+        if stats_file:  # diagnostics (SQL_STATS_FILE): count statements and transactions
+            from . import sql_stats
+
+            extra["connection_class"] = sql_stats.enable(stats_file)
         self.pool = ConnectionPool(
             conninfo,
             min_size=min_size,
@@ -61,6 +67,7 @@ class Database:
                             **self.connect_kwargs()},
             open=False,
             name="engine",
+            **extra,
         )
 
     def connect_kwargs(self) -> dict[str, Any]:
@@ -73,6 +80,10 @@ class Database:
 
     def close(self) -> None:
         self.pool.close()
+        if self.stats_file:
+            from . import sql_stats
+
+            sql_stats.write()
 
     @contextmanager
     def connection(self) -> Iterator[psycopg.Connection]:
@@ -110,6 +121,7 @@ def get_database() -> Database:
             database = Database(
                 resolve_database_url(settings), settings.db_pool_min_size,
                 settings.db_pool_max_size, password=password_provider(settings),
+                stats_file=settings.sql_stats_file,
             )
             try:
                 migrations_url = settings.migrations_database_url or database.conninfo

@@ -134,16 +134,14 @@ class TaskRepository:
         cur = conn.execute(
             "INSERT INTO app.tasks (task_id, parent_job_id, job_type, task_type, stage,"
             " task_index, parameters)"
-            " SELECT t.task_id, %s, %s, t.task_type, t.stage, t.task_index, t.parameters"
-            " FROM unnest(%s::text[], %s::text[], %s::int[], %s::int[], %s::jsonb[])"
-            " AS t(task_id, task_type, stage, task_index, parameters)"
+            " SELECT t.task_id, %s, %s, t.task_type, t.stage, t.task_index,"
+            " coalesce(t.parameters, '{}'::jsonb)"
+            " FROM jsonb_to_recordset(%s) AS t(task_id text, task_type text, stage int,"
+            "  task_index int, parameters jsonb)"
             " ON CONFLICT (task_id) DO NOTHING",
-            (
-                job_id, job_type,
-                [t.task_id for t in tasks], [t.task_type for t in tasks],
-                [t.stage for t in tasks], [t.task_index for t in tasks],
-                [Jsonb(t.parameters) for t in tasks],
-            ),
+            (job_id, job_type, Jsonb([
+                {"task_id": t.task_id, "task_type": t.task_type, "stage": t.stage,
+                 "task_index": t.task_index, "parameters": t.parameters} for t in tasks])),
         )
         return cur.rowcount
 
@@ -168,11 +166,17 @@ class TaskRepository:
             (job_id, stage),
         )
 
+    # What results between stages and finalize_job need: not parameters or metadata, whose
+    # decoding would dominate reading a large stage.
+    OUTCOME_COLUMNS = ("task_id, parent_job_id, job_type, task_type, stage, task_index,"
+                       " status, result_data, error_details, retry_count, created_at,"
+                       " updated_at")
+
     def list_tasks(
         self, conn: psycopg.Connection, job_id: str, stage: Optional[int] = None,
-        statuses: Optional[Iterable[str]] = None,
+        statuses: Optional[Iterable[str]] = None, columns: str = "*",
     ) -> list[dict[str, Any]]:
-        sql = "SELECT * FROM app.tasks WHERE parent_job_id = %s"
+        sql = f"SELECT {columns} FROM app.tasks WHERE parent_job_id = %s"
         params: list[Any] = [job_id]
         if stage is not None:
             sql += " AND stage = %s"

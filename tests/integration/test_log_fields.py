@@ -4,7 +4,7 @@ import logging
 
 
 def test_machine_logs_carry_ids(engine, caplog):
-    caplog.set_level(logging.INFO, logger="core.machine")
+    caplog.set_level(logging.DEBUG, logger="core.machine")
     job = engine.run("hello_world", {"n": 1})
     task_lines = [r for r in caplog.records if r.getMessage() == "task completed"]
     assert len(task_lines) == 2
