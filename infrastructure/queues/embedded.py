@@ -150,24 +150,25 @@ class EmbeddedQueue(QueueSender):
 
     def complete_many(self, messages: Sequence[ReceivedMessage]) -> int:
         """Complete a batch in one statement; returns how many locks were lost."""
-        with self.database.connection() as conn:
-            cur = conn.execute(
-                "DELETE FROM app.queue_messages q"
-                " USING jsonb_to_recordset(%s) AS m(id bigint, token uuid)"
-                " WHERE q.id = m.id AND q.lock_token = m.token",
-                (Jsonb([{"id": m.id, "token": m.lock_token} for m in messages]),),
-            )
-            return len(messages) - cur.rowcount
+        return self._settle_many(
+            messages, "DELETE FROM app.queue_messages q"
+            " USING jsonb_to_recordset(%s) AS m(id bigint, token uuid)"
+            " WHERE q.id = m.id AND q.lock_token = m.token")
 
     def abandon_many(self, messages: Sequence[ReceivedMessage]) -> int:
+        """Abandon a batch in one statement; returns how many locks were lost."""
+        return self._settle_many(
+            messages, "UPDATE app.queue_messages q SET lock_token = NULL, locked_until = NULL"
+            " FROM jsonb_to_recordset(%s) AS m(id bigint, token uuid)"
+            " WHERE q.id = m.id AND q.lock_token = m.token", notify=True)
+
+    def _settle_many(self, messages: Sequence[ReceivedMessage], sql: str,
+                     notify: bool = False) -> int:
         with self.database.connection() as conn:
             cur = conn.execute(
-                "UPDATE app.queue_messages q SET lock_token = NULL, locked_until = NULL"
-                " FROM jsonb_to_recordset(%s) AS m(id bigint, token uuid)"
-                " WHERE q.id = m.id AND q.lock_token = m.token",
-                (Jsonb([{"id": m.id, "token": m.lock_token} for m in messages]),),
-            )
-            conn.execute("SELECT pg_notify(%s, '')", (channel_for(messages[0].queue_name),))
+                sql, (Jsonb([{"id": m.id, "token": m.lock_token} for m in messages]),))
+            if notify:
+                conn.execute("SELECT pg_notify(%s, '')", (channel_for(messages[0].queue_name),))
             return len(messages) - cur.rowcount
 
     def abandon(self, message: ReceivedMessage) -> bool:
