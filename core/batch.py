@@ -88,15 +88,20 @@ class TaskBatchProcessor:
                  messages: list) -> str:
         index, message = entry
         if row["status"] is None:
+            # Not there: from another attempt of its job (stale), or never was (poison).
+            job = self.state.get_job(message.job_id)
+            if job is not None and job["attempt"] != message.attempt:
+                return "stale attempt"
             self.state.record_dead_letter(TASKS_QUEUE, messages[index][1], messages[index][0],
                                           f"task message for unknown task {message.task_id}")
             return "dead-lettered"
         if row["attempt"] != message.attempt:
             return "stale attempt"
         if row["job_status"] not in ("queued", "processing"):
-            if row["status"] == "queued":
+            if row["status"] in ("queued", "processing"):
                 with get_database().connection() as conn:
                     self.state.tasks.cancel_queued(conn, row["parent_job_id"])
+                    self.state.tasks.cancel_orphans(conn, row["parent_job_id"])
             return f"job already {row['job_status']}"
         if row["status"] in ("completed", "failed", "cancelled"):
             self.machine.resume(row["parent_job_id"])

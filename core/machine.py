@@ -154,7 +154,7 @@ class CoreMachine:
     def _run_task(self, message: TaskQueueMessage) -> str:
         settings = get_settings()
         task, why = self.state_manager.begin_task(
-            message.task_id, message.attempt, settings.task_lease_seconds)
+            message.task_id, message.attempt, settings.task_lease_seconds, message.job_id)
         if task is None:
             if why == "unknown task":
                 raise PoisonMessageError(f"task message for unknown task {message.task_id}")
@@ -233,7 +233,7 @@ class CoreMachine:
             return "retrying"
         job_error = self.job_error(task, exc)
         logger.error("task failed (%s): %s", info.error_category, info.message,
-                     exc_info=info.error_category == CONTRACT,
+                     exc_info=exc if info.error_category == CONTRACT else None,
                      extra={"error_type": info.error_type,
                             "error_category": info.error_category})
         closure = self.state_manager.complete_task(
@@ -261,34 +261,38 @@ class CoreMachine:
             return self._finalize(job_id)
 
     def _finalize(self, job_id: str) -> Optional[str]:
-        job, tasks = self.state_manager.load_for_finalize(job_id)
-        if job is None or JobStatus(job["status"]).is_terminal:
-            return None
-        job_class = self.job_class(job["job_type"])
-        context = JobExecutionContext(
-            job_id=job_id, job_type=job["job_type"], parameters=job["parameters"],
-            stage_results=job["stage_results"], task_results=tasks,
-        )
-        outcome: dict[str, Any] = {"status": JobStatus.COMPLETED, "error": None}
+        def conclude(job: dict[str, Any], tasks: list) -> tuple:
+            job_class = self.jobs_registry.get(job["job_type"])
+            if job_class is None:  # removed by a deploy while the job ran
+                return JobStatus.FAILED, None, (
+                    f"Unknown job type '{job['job_type']}': no longer in ALL_JOBS")
+            context = JobExecutionContext(
+                job_id=job_id, job_type=job["job_type"], parameters=job["parameters"],
+                stage_results=job["stage_results"], task_results=tasks,
+            )
+            outcome: dict[str, Any] = {"status": JobStatus.COMPLETED, "error": None}
 
-        def fall_back(exc: Exception, info: Any) -> None:
-            # The job still ends: completed_with_errors, the error beside a fallback.
-            outcome["status"] = JobStatus.COMPLETED_WITH_ERRORS
-            outcome["error"] = f"finalize_job failed: {info.message}"
-            outcome["result"] = {
-                "finalize_error": outcome["error"], "tasks_total": len(tasks),
-                "tasks_completed": sum(t.status == TaskStatus.COMPLETED for t in tasks)}
+            def fall_back(exc: Exception, info: Any) -> None:
+                # The job still ends: completed_with_errors, the error beside a fallback.
+                outcome["status"] = JobStatus.COMPLETED_WITH_ERRORS
+                outcome["error"] = f"finalize_job failed: {info.message}"
+                outcome["result"] = {
+                    "finalize_error": outcome["error"], "tasks_total": len(tasks),
+                    "tasks_completed": sum(t.status == TaskStatus.COMPLETED for t in tasks)}
 
-        with CoreMachineErrorHandler.handle_operation(
-            logger, "finalize_job", job_id=job_id, on_error=fall_back, raise_on_error=False,
-        ):
-            result = job_class.finalize_job(context)
-            if not isinstance(result, dict):
-                raise ContractViolationError(
-                    f"{job_class.__name__}.finalize_job returned {type(result).__name__}; "
-                    "it must return a dict")
-            outcome["result"] = storable_json(result, f"{job_class.__name__}.finalize_job")
-        status, result, error = outcome["status"], outcome["result"], outcome["error"]
-        self.state_manager.end_job(job_id, status, result, error)
-        logger.info("job %s", status.value)
-        return status.value
+            with CoreMachineErrorHandler.handle_operation(
+                logger, "finalize_job", job_id=job_id, on_error=fall_back,
+                raise_on_error=False,
+            ):
+                result = job_class.finalize_job(context)
+                if not isinstance(result, dict):
+                    raise ContractViolationError(
+                        f"{job_class.__name__}.finalize_job returned {type(result).__name__};"
+                        " it must return a dict")
+                outcome["result"] = storable_json(result, f"{job_class.__name__}.finalize_job")
+            return outcome["status"], outcome["result"], outcome["error"]
+
+        status = self.state_manager.finalize_job(job_id, conclude)
+        if status is not None:
+            logger.info("job %s", status.value)
+        return status.value if status is not None else None

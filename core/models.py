@@ -11,7 +11,9 @@ from datetime import datetime, timezone
 from enum import Enum
 from typing import Any, Literal, Optional
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, ValidationError
+from pydantic import (
+    BaseModel, ConfigDict, Field, StrictInt, StrictStr, ValidationError, field_validator,
+)
 
 from exceptions import MessageFormatError
 
@@ -125,6 +127,14 @@ class _QueueMessage(BaseModel):
     attempt: StrictInt = 1
     # When the message was made (None for a version 1 message).
     sent_at: Optional[datetime] = Field(default_factory=lambda: datetime.now(timezone.utc))
+
+    @field_validator("job_id", "task_id", check_fields=False)
+    @classmethod
+    def _storable_id(cls, value: str) -> str:
+        # PostgreSQL text cannot hold NUL: such an id can never match, so it is poison.
+        if "\x00" in value or not value or len(value) > 128:
+            raise ValueError("ids must be 1 to 128 characters without NUL")
+        return value
 
     def to_json(self) -> str:
         return self.model_dump_json()

@@ -116,7 +116,13 @@ class StateManager:
         self, conn: psycopg.Connection, job: dict[str, Any], row: dict[str, Any]
     ) -> Optional[StageClosure]:
         job_id, stage, attempt = job["job_id"], row["stage"], job["attempt"]
-        definition = self.all_jobs[job["job_type"]].stages[stage - 1]
+        job_class = self.all_jobs.get(job["job_type"])
+        if job_class is None:  # removed by a deploy while the job ran: it cannot go on
+            if self.jobs.end_job(conn, job_id, JobStatus.FAILED.value, error_details=(
+                    f"Unknown job type '{job['job_type']}': no longer in ALL_JOBS")):
+                return StageClosure("failed", job_id, attempt)
+            return None
+        definition = job_class.stages[stage - 1]
         summary = {
             "stage": stage, "name": definition["name"], "task_type": definition["task_type"],
             "parallelism": definition.get("parallelism", "single"),
@@ -158,8 +164,17 @@ class StateManager:
         return row is not None and row["completed_at"] is not None
 
     # -- tasks --------------------------------------------------------------------------
-    def begin_task(self, task_id: str, attempt: int, lease_seconds: float
-                   ) -> tuple[Optional[dict[str, Any]], str]:
+    def claim_lapsed(self, task_id: str, attempt: int, lease_seconds: float
+                     ) -> Optional[dict[str, Any]]:
+        with self.db.connection() as conn:
+            return self.tasks.claim_lapsed(conn, task_id, attempt, lease_seconds)
+
+    def cancel_orphans(self) -> int:
+        with self.db.connection() as conn:
+            return self.tasks.cancel_orphans(conn)
+
+    def begin_task(self, task_id: str, attempt: int, lease_seconds: float,
+                   job_id: Optional[str] = None) -> tuple[Optional[dict[str, Any]], str]:
         """Claim a task for this worker under a lease. Returns (task, "claimed"), or
         (None, why not): "unknown task", "stale attempt", "job already <status>" (a
         queued task of an ended job is cancelled), "task already <status>", or
@@ -170,13 +185,19 @@ class StateManager:
                 return task, "claimed"
             task = self.tasks.get_task(conn, task_id)
             if task is None:
+                # Not there: from another attempt of its job (stale), or never was (poison).
+                job = self.jobs.get_job(conn, job_id) if job_id else None
+                if job is not None and job["attempt"] != attempt:
+                    return None, "stale attempt"
                 return None, "unknown task"
             job = self.jobs.get_job(conn, task["parent_job_id"])
             if job["attempt"] != attempt:
                 return None, "stale attempt"
             if JobStatus(job["status"]).is_terminal:
-                if task["status"] == TaskStatus.QUEUED.value:
+                if not TaskStatus(task["status"]).is_terminal:
+                    # queued, or processing by a worker that died: nothing will end it
                     self.tasks.cancel_queued(conn, job["job_id"])
+                    self.tasks.cancel_orphans(conn, job["job_id"])
                 return None, f"job already {job['status']}"
             if TaskStatus(task["status"]).is_terminal:
                 return None, f"task already {task['status']}"
@@ -251,18 +272,30 @@ class StateManager:
         return retry
 
     # -- jobs ---------------------------------------------------------------------------
-    def load_for_finalize(self, job_id: str) -> tuple[Optional[dict], list[TaskRecord]]:
-        with self.db.connection() as conn:
-            job = self.jobs.get_job(conn, job_id)
-            tasks = (self.tasks.list_tasks(conn, job_id, columns=self.tasks.OUTCOME_COLUMNS)
-                     if job else [])
-        return job, [TaskRecord.model_validate(t) for t in tasks]
-
-    def start_new_attempt(self, job_id: str) -> Optional[int]:
-        """Run a failed job again as a new attempt, with its first message, in one
-        transaction. Returns the attempt number, or None if the job is not failed."""
+    def finalize_job(
+        self, job_id: str,
+        conclude: Callable[[dict[str, Any], list[TaskRecord]],
+                           tuple[JobStatus, Optional[dict], Optional[str]]],
+    ) -> Optional[JobStatus]:
+        """End an unfinished job with conclude(job, tasks) -> (status, result, error), under
+        its row lock, so two finalizers (a worker and a sweeper) never both run it: the
+        second skips the locked row. Returns the status set, or None."""
         with self.db.transaction() as conn:
-            attempt = self.jobs.start_new_attempt(conn, job_id)
+            job = self.jobs.get_job(conn, job_id, for_update=True, skip_locked=True)
+            if job is None or JobStatus(job["status"]).is_terminal:
+                return None
+            tasks = [TaskRecord.model_validate(t) for t in self.tasks.list_tasks(
+                conn, job_id, columns=self.tasks.OUTCOME_COLUMNS)]
+            status, result, error = conclude(job, tasks)
+            self.jobs.end_job(conn, job_id, status.value, result, error)
+            return status
+
+    def start_new_attempt(self, job_id: str, parameters: dict[str, Any]) -> Optional[int]:
+        """Run a failed job again as a new attempt (with these parameters: those left out
+        of the id may differ), with its first message, in one transaction. Returns the
+        attempt number, or None if the job is not failed."""
+        with self.db.transaction() as conn:
+            attempt = self.jobs.start_new_attempt(conn, job_id, parameters)
             if attempt is not None:
                 self.outbox.add(conn, job_id, JOBS_QUEUE, [outgoing(
                     JobQueueMessage(job_id=job_id, stage=1, attempt=attempt))])

@@ -32,7 +32,7 @@ def submit_job(machine: Any, job_type: str, params: Any) -> SubmitOutcome:
             return SubmitOutcome(True, record)
     elif existing["status"] == "failed":
         # A failed job runs again as a new attempt; messages of older attempts are ignored.
-        if machine.state_manager.start_new_attempt(job_id) is not None:
+        if machine.state_manager.start_new_attempt(job_id, validated) is not None:
             machine.outbox.flush(job_id)
             return SubmitOutcome(True, machine.state_manager.job_status(job_id), rerun=True)
     # The job exists and has not failed. If its first message was never sent (the send

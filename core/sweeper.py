@@ -38,12 +38,21 @@ class Sweeper:
         """One pass; returns what it did, by kind."""
         settings = get_settings()
         after = settings.sweep_after_seconds
-        report = {
-            "messages_sent": self.machine.outbox.flush(older_than_seconds=after),
-            "lapsed_tasks": self._lapsed_leases(settings.task_lease_seconds),
-            "stale_tasks_resent": self._stale_queued(after * 10),
-            "jobs_finalized": self._unfinalized(after),
+        steps = {
+            "messages_sent": lambda: self.machine.outbox.flush(older_than_seconds=after),
+            "lapsed_tasks": lambda: self._lapsed_leases(settings.task_lease_seconds),
+            "orphans_cancelled": self.machine.state_manager.cancel_orphans,
+            "stale_tasks_resent": lambda: self._stale_queued(after * 10),
+            "jobs_finalized": lambda: self._unfinalized(after),
         }
+        report = {}
+        for name, step in steps.items():
+            # One failing step (a database hiccup) must not stop the others.
+            try:
+                report[name] = step()
+            except Exception:
+                logger.exception("sweeper step %s failed; the next sweep tries again", name)
+                report[name] = 0
         if any(report.values()):
             logger.warning("sweeper re-drove stuck work: %s", report, extra=report)
         return report
@@ -55,14 +64,18 @@ class Sweeper:
         for row in candidates:
             # Claim it as a worker would (only if the lease is still lapsed), then fail
             # this run of it: retried if it has retries left, else the job fails.
-            task, _ = self.machine.state_manager.begin_task(
+            task = self.machine.state_manager.claim_lapsed(
                 row["task_id"], row["attempt"], lease_seconds)
             if task is None:
-                continue
+                continue  # re-queued, renewed or finished meanwhile
             with log_context(job_id=task["parent_job_id"], task_id=task["task_id"],
                              stage=task["stage"], operation="sweep"):
-                self.machine.fail_task(task, row["attempt"], WorkerLostError(
-                    "the task's lease lapsed: the worker running it stopped"))
+                try:
+                    self.machine.fail_task(task, row["attempt"], WorkerLostError(
+                        "the task's lease lapsed: the worker running it stopped"))
+                except Exception:
+                    logger.exception("re-driving a lapsed task failed; the next sweep retries")
+                    continue
             handled += 1
         return handled
 
@@ -86,6 +99,10 @@ class Sweeper:
     def _unfinalized(self, older_than: float) -> int:
         with get_database().connection() as conn:
             job_ids = self.jobs.awaiting_finalize(conn, older_than, BATCH)
+        finalized = 0
         for job_id in job_ids:
-            self.machine.finalize(job_id)
-        return len(job_ids)
+            try:
+                finalized += self.machine.finalize(job_id) is not None
+            except Exception:
+                logger.exception("finalizing %s failed; the next sweep retries", job_id)
+        return finalized

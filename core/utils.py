@@ -31,7 +31,8 @@ class StageResultExtractor:
         """previous_results[task_index] followed along result_path ("result.files";
         None: the whole entry). Missing and not required: default."""
         source = f"stage {stage}" if stage is not None else "the previous stage"
-        advice = f"Check what the {source} handler returns."
+        advice = (f"Check what the stage {stage} handler returns." if stage is not None
+                  else "Check what the previous stage handler returns.")
         if not previous_results:
             if required:
                 raise StageResultError(f"No results from {source}: it produced no tasks. "

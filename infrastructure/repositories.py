@@ -31,11 +31,12 @@ class JobRepository:
         return row is not None
 
     def get_job(
-        self, conn: psycopg.Connection, job_id: str, for_update: bool = False
+        self, conn: psycopg.Connection, job_id: str, for_update: bool = False,
+        skip_locked: bool = False,
     ) -> Optional[dict[str, Any]]:
         sql = "SELECT * FROM app.jobs WHERE job_id = %s"
         if for_update:
-            sql += " FOR UPDATE"
+            sql += " FOR UPDATE SKIP LOCKED" if skip_locked else " FOR UPDATE"
         return conn.execute(sql, (job_id,)).fetchone()
 
     def mark_processing(self, conn: psycopg.Connection, job_id: str) -> None:
@@ -45,11 +46,13 @@ class JobRepository:
             (job_id,),
         )
 
-    def start_new_attempt(self, conn: psycopg.Connection, job_id: str) -> Optional[int]:
+    def start_new_attempt(self, conn: psycopg.Connection, job_id: str,
+                          parameters: dict[str, Any]) -> Optional[int]:
         """Reset a failed job to run again from stage 1 as a new attempt; its previous
         tasks are deleted, its previous error kept in metadata. Returns the new attempt."""
         row = conn.execute(
             "UPDATE app.jobs SET attempt = attempt + 1, status = 'queued', stage = 1,"
+            " parameters = %s,"
             " stage_results = '{}'::jsonb, result_data = NULL, error_details = NULL,"
             " metadata = jsonb_set(metadata, '{previous_attempts}',"
             "  coalesce(metadata->'previous_attempts', '[]'::jsonb) || jsonb_build_array("
@@ -57,7 +60,7 @@ class JobRepository:
             "                      'ended_at', updated_at))),"
             " updated_at = now()"
             " WHERE job_id = %s AND status = 'failed' RETURNING attempt",
-            (job_id,),
+            (Jsonb(parameters), job_id),
         ).fetchone()
         if row is None:
             return None
@@ -241,6 +244,34 @@ class TaskRepository:
             "  WHERE parent_job_id = %s AND status = 'queued' FOR UPDATE SKIP LOCKED)",
             (job_id,),
         ).rowcount
+
+    def cancel_orphans(self, conn: psycopg.Connection, job_id: Optional[str] = None) -> int:
+        """Cancel processing tasks of ended jobs whose lease lapsed: their worker died
+        after the job ended, and nothing else would end them."""
+        sql = ("UPDATE app.tasks t SET status = 'cancelled', updated_at = now()"
+               " FROM app.jobs j WHERE j.job_id = t.parent_job_id"
+               " AND t.status = 'processing' AND t.lease_expires_at < now()"
+               " AND j.status NOT IN ('queued', 'processing')")
+        params: list[Any] = []
+        if job_id is not None:
+            sql += " AND t.parent_job_id = %s"
+            params.append(job_id)
+        return conn.execute(sql, params).rowcount
+
+    def claim_lapsed(self, conn: psycopg.Connection, task_id: str, attempt: int,
+                     lease_seconds: float) -> Optional[dict[str, Any]]:
+        """The sweeper's claim: only a processing task whose lease lapsed (a task queued
+        again meanwhile, or renewed, is left alone)."""
+        return conn.execute(
+            "UPDATE app.tasks t SET heartbeat = now(),"
+            " lease_expires_at = now() + make_interval(secs => %s), updated_at = now()"
+            " FROM app.jobs j"
+            " WHERE t.task_id = %s AND j.job_id = t.parent_job_id AND j.attempt = %s"
+            " AND j.status IN ('queued', 'processing')"
+            " AND t.status = 'processing' AND t.lease_expires_at < now()"
+            " RETURNING t.*, j.parameters AS job_parameters",
+            (lease_seconds, task_id, attempt),
+        ).fetchone()
 
     def lapsed_leases(self, conn: psycopg.Connection, limit: int) -> list[dict[str, Any]]:
         """Processing tasks whose worker stopped renewing their lease (candidates only:

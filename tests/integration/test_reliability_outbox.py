@@ -1,0 +1,170 @@
+"""Sending through the outbox (issue "Reliability", point 8): when the queue is down, a
+submit answers 503, yet the job and its first message are stored; a resubmit or the
+sweeper sends that message later with the same message_id, and the job completes. The
+sweeper's timer trigger runs the sweep."""
+
+from __future__ import annotations
+
+import json
+
+import azure.functions as func
+import pytest
+from azure.functions.timer import TimerRequest
+
+from config import JOBS_QUEUE, TASKS_QUEUE, reset_settings
+from core.machine import CoreMachine
+from core.models import TaskQueueMessage
+from core.orchestration_manager import task_id_for
+from core.sweeper import Sweeper
+from exceptions import QueueError
+from infrastructure.queues import QueueSender, set_queue
+from jobs.hello_world import HelloWorldJob
+from tests.harness import EngineHarness
+from tests.integration.sample_jobs import ITEMS_HANDLERS, SAMPLE_JOBS
+from triggers import http_jobs, sweeper
+
+SUBMIT_FN = http_jobs.submit.build().get_user_function()
+SWEEP_FN = sweeper.sweep.build().get_user_function()
+PARAMS = {"n": 2}
+
+
+class RecordingFlakyQueue(QueueSender):
+    """The real queue, except that the next `failures` sends to one queue fail, as a
+    Service Bus outage would; every attempted send's message ids are recorded. It has no
+    send_in, so the engine stores messages in app.outbox and sends them after commit."""
+
+    def __init__(self, inner: QueueSender, fail_on: str, failures: int = 1):
+        self.inner, self.fail_on, self.failures = inner, fail_on, failures
+        self.attempts: list[tuple[str, list[str], bool]] = []
+
+    def send(self, queue_name, messages):
+        failing = queue_name == self.fail_on and self.failures > 0
+        self.attempts.append((queue_name, [m.message_id for m in messages], not failing))
+        if failing:
+            self.failures -= 1
+            raise QueueError(f"{queue_name}: service unavailable")
+        self.inner.send(queue_name, messages)
+
+
+def http_submit(params: dict) -> tuple[int, dict]:
+    req = func.HttpRequest("POST", "/api/jobs/submit/hello_world",
+                           headers={"content-type": "application/json"},
+                           route_params={"job_type": "hello_world"},
+                           body=json.dumps(params).encode())
+    response = SUBMIT_FN(req)
+    return response.status_code, json.loads(response.get_body())
+
+
+def rows(database, table: str) -> list[dict]:
+    with database.connection() as conn:
+        return conn.execute(f"SELECT queue_name, message_id FROM app.{table} ORDER BY id"
+                            ).fetchall()
+
+
+def hello_job_id(params: dict) -> str:
+    return HelloWorldJob.generate_job_id(HelloWorldJob.validate_job_parameters(params))
+
+
+@pytest.fixture
+def outage(engine) -> RecordingFlakyQueue:
+    """The process's queue fails its next send to the jobs queue."""
+    flaky = RecordingFlakyQueue(engine.queue, fail_on=JOBS_QUEUE)
+    set_queue(flaky)
+    return flaky
+
+
+def submitted_during_an_outage(database) -> str:
+    # When a job is submitted over HTTP while the queue is down,
+    code, body = http_submit(PARAMS)
+    # Then the caller is told to try again, but the job and its first message are stored.
+    assert code == 503, body
+    job_id = hello_job_id(PARAMS)
+    with database.connection() as conn:
+        job = conn.execute("SELECT status, attempt FROM app.jobs WHERE job_id = %s",
+                           (job_id,)).fetchone()
+    assert job == {"status": "queued", "attempt": 1}
+    assert rows(database, "outbox") == [{"queue_name": JOBS_QUEUE,
+                                         "message_id": f"{job_id}:a1:s1"}]
+    assert rows(database, "queue_messages") == []
+    return job_id
+
+
+def test_a_resubmit_after_a_failed_send_sends_the_stored_message(database, engine, outage):
+    job_id = submitted_during_an_outage(database)
+    # When the caller submits again once the queue is back,
+    code, body = http_submit(PARAMS)
+    assert code == 200 and body["job_id"] == job_id and body["status"] == "queued"
+    # Then the stored message is sent, with its id, and the job runs to the end.
+    assert rows(database, "outbox") == []
+    assert rows(database, "queue_messages") == [{"queue_name": JOBS_QUEUE,
+                                                 "message_id": f"{job_id}:a1:s1"}]
+    engine.drain()
+    assert engine.status(job_id)["status"] == "completed"
+
+
+def test_the_sweeper_sends_a_message_a_failed_send_left(database, engine, outage,
+                                                         monkeypatch):
+    job_id = submitted_during_an_outage(database)
+    machine = engine.machine
+    # A sweep leaves a message younger than SWEEP_AFTER_SECONDS (default 60 s) alone;
+    assert Sweeper(machine).sweep()["messages_sent"] == 0
+    assert len(rows(database, "outbox")) == 1
+    # once it is older (the setting must be > 0), the sweep sends it, with its id.
+    monkeypatch.setenv("SWEEP_AFTER_SECONDS", "0.001")
+    reset_settings()
+    assert Sweeper(machine).sweep() == {"messages_sent": 1, "lapsed_tasks": 0,
+                                        "orphans_cancelled": 0, "stale_tasks_resent": 0,
+                                        "jobs_finalized": 0}
+    assert rows(database, "outbox") == []
+    assert [r["message_id"] for r in rows(database, "queue_messages")] == [
+        f"{job_id}:a1:s1"]
+    engine.drain()
+    assert engine.status(job_id)["status"] == "completed"
+
+
+def test_the_outbox_keeps_message_ids_when_it_sends_again(database, engine):
+    # Given the task queue failing once, when stage 2's task messages are first sent,
+    flaky = RecordingFlakyQueue(engine.queue, fail_on=TASKS_QUEUE, failures=0)
+    eng = EngineHarness(CoreMachine(SAMPLE_JOBS, ITEMS_HANDLERS, queue=flaky), engine.queue)
+    job_id = eng.submit("items", {"count": 3})["job_id"]
+    eng.deliver(JOBS_QUEUE), eng.deliver(TASKS_QUEUE)  # stage 1 ran
+    flaky.failures = 1
+    with pytest.raises(QueueError):
+        eng.deliver(JOBS_QUEUE)  # the job message is abandoned: delivered again later
+    assert len(rows(database, "outbox")) == 3
+    # When the redelivered job message finds the stage opened and sends what is left,
+    eng.drain()
+    # Then the resend carried exactly the ids of the failed send: each message once.
+    expected = [TaskQueueMessage(job_id=job_id, stage=2, task_id=task_id_for(job_id, 2, i)
+                                 ).message_id for i in range(3)]
+    task_sends = [(ids, ok) for queue_name, ids, ok in flaky.attempts
+                  if queue_name == TASKS_QUEUE and len(ids) == 3]
+    assert task_sends == [(expected, False), (expected, True)]
+    assert eng.status(job_id)["status"] == "completed"
+
+
+def test_the_timer_trigger_runs_a_sweep(database, engine):
+    # Given a queued task whose message was lost long ago,
+    job_id = engine.submit("hello_world", {"n": 1})["job_id"]
+    engine.deliver(JOBS_QUEUE)
+    task_id = task_id_for(job_id, 1, 0)
+    with database.connection() as conn:
+        conn.execute("DELETE FROM app.queue_messages")
+        conn.execute("UPDATE app.tasks SET due_at = now() - interval '1 day'"
+                     " WHERE task_id = %s", (task_id,))
+    # When the timer fires (the function the host calls, with a real TimerRequest),
+    assert SWEEP_FN(TimerRequest(past_due=True)) is None
+    # Then the message is sent again and the job completes.
+    assert [r["message_id"] for r in rows(database, "queue_messages")] == [
+        f"{task_id}:a1:r0"]
+    engine.drain()
+    assert engine.status(job_id)["status"] == "completed"
+
+
+def test_the_sweeper_is_registered_as_a_timer_trigger_every_minute():
+    app = func.FunctionApp()
+    app.register_functions(sweeper.bp)
+    [function] = app.get_functions()
+    [binding] = function.get_bindings_dict()["bindings"]
+    assert function.get_function_name() == "sweep"
+    assert (binding["type"], binding["schedule"]) == ("timerTrigger", "0 */1 * * * *")
