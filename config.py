@@ -91,11 +91,17 @@ class Settings(BaseSettings):
     # stages not moved on, queued tasks whose message was lost (x10).
     sweep_after_seconds: float = Field(default=60.0, gt=0, alias="SWEEP_AFTER_SECONDS")
 
+    # Diagnostics: when set, each process counts its SQL statements and transactions
+    # (embedded queue vs engine) and writes them as JSON to <SQL_STATS_FILE>.<pid>.json at
+    # exit (infrastructure/sql_stats.py; used by `make bench`). Unset: nothing is counted.
+    sql_stats_file: Optional[str] = Field(default=None, alias="SQL_STATS_FILE")
+
     # HTTP: the largest request body accepted, in bytes.
     max_request_bytes: int = Field(default=1_048_576, ge=1024, alias="MAX_REQUEST_BYTES")
 
     @field_validator("database_url", "service_bus_connection", "service_bus_namespace",
-                     "applicationinsights_connection_string", "migrations_database_url")
+                     "applicationinsights_connection_string", "migrations_database_url",
+                     "sql_stats_file")
     @classmethod
     def _blank_is_unset(cls, value: Optional[str]) -> Optional[str]:
         return value or None
