@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test serve migrate bench clean
+.PHONY: demo test soak serve migrate bench clean
 
 $(STAMP): requirements.txt requirements-dev.txt constraints.txt
 	@command -v $(PYTHON) >/dev/null || { echo "Python 3.11 is needed (set PYTHON=/path/to/python3.11)"; exit 1; }
@@ -21,6 +21,20 @@ test: $(STAMP)
 	$(PY) -m pytest
 	@if [ -n "$$TEST_DATABASE_URL" ]; then echo "== again on TEST_DATABASE_URL"; $(PY) -m pytest -m "not unit"; fi
 
+## make soak: the fault-injection suite SOAK_RUNS (20) times in a row, each run with its own
+## seed (SOAK_SEED+1, +2, ...; SOAK_SEED defaults to the time), stopping at the first failure
+SOAK_RUNS ?= 20
+SOAK_SEED ?=
+soak: $(STAMP)
+	@base=$(SOAK_SEED); base=$${base:-$$(date +%s)}; \
+	for i in $$(seq 1 $(SOAK_RUNS)); do \
+	  seed=$$((base + i)); start=$$(date +%s); \
+	  echo "== soak run $$i/$(SOAK_RUNS): FAULTS_SEED=$$seed"; \
+	  FAULTS_SEED=$$seed $(PY) -m pytest -q -m faults tests/faults || { \
+	    echo "== soak run $$i failed; again with: FAULTS_SEED=$$seed $(PY) -m pytest -m faults tests/faults"; exit 1; }; \
+	  echo "== soak run $$i passed in $$(( $$(date +%s) - start )) s"; \
+	done; echo "== soak: $(SOAK_RUNS) runs in a row passed (SOAK_SEED=$$base)"
+
 ## make serve: the long-running local Functions host on http://127.0.0.1:7071, like func start
 serve: $(STAMP)
 	$(PY) -m local_host serve
@@ -28,6 +42,11 @@ serve: $(STAMP)
 ## make migrate: apply pending database migrations
 migrate: $(STAMP)
 	$(PY) -m local_host migrate
+
+## make bench: orchestration throughput on the local host (about 7 minutes; not part of make test).
+## BENCH_ARGS="--quick" for a smoke run; python -m bench --help for the options
+bench: $(STAMP)
+	$(PY) -m bench $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .local .pytest_cache

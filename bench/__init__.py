@@ -1,0 +1,1 @@
+"""make bench: orchestration throughput benchmark (python -m bench --help)."""

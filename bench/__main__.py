@@ -1,0 +1,122 @@
+"""python -m bench: orchestration throughput on the local host with the embedded queue.
+
+For each mode (batch: process_task_batch; single: process_task_message) and consumer count,
+starts that many `python -m local_host serve` processes on a fresh database, submits
+--jobs hello_world jobs of --tasks-per-job tasks per stage at once over HTTP, and waits for
+them by polling the database. Then sequential submit latency, stage advance of jobs alone,
+and pgbench -N on the same server. Prints tables; writes .local/bench/results.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Optional, Sequence
+
+from .server import ROOT, BenchServer
+from .report import machine, render
+from .runs import submit_latency, throughput_run
+
+WORKDIR = ROOT / ".local" / "bench"
+# LOCAL_TASK_CONCURRENCY per mode (see docs/performance.md for the sweep behind them).
+DEFAULT_CONCURRENCY = {"batch": "4", "single": "8"}
+
+
+def int_list(text: str) -> list[int]:
+    return [int(x) for x in text.split(",") if x.strip()]
+
+
+def parse(argv: Optional[Sequence[str]]) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--jobs", type=int, default=10, help="concurrent jobs per run (10)")
+    p.add_argument("--tasks-per-job", type=int, default=1000,
+                   help="hello_world n: tasks per stage, two stages (1000)")
+    p.add_argument("--consumers", default="1,2,4", help="host processes per run (1,2,4)")
+    p.add_argument("--modes", default="batch,single", help="batch,single")
+    p.add_argument("--batch-concurrency", default=DEFAULT_CONCURRENCY["batch"],
+                   help="LOCAL_TASK_CONCURRENCY in batch mode; a list sweeps (%(default)s)")
+    p.add_argument("--single-concurrency", default=DEFAULT_CONCURRENCY["single"],
+                   help="LOCAL_TASK_CONCURRENCY in single mode; a list sweeps (%(default)s)")
+    p.add_argument("--submits", type=int, default=1000, help="sequential submits (1000)")
+    p.add_argument("--pgbench-seconds", type=int, default=10)
+    p.add_argument("--run-timeout", type=float, default=240.0,
+                   help="seconds one run may take before it is abandoned (240)")
+    p.add_argument("--quick", action="store_true",
+                   help="smoke run: 2 jobs of 100, 1 consumer, 50 submits, pgbench 2 s")
+    p.add_argument("--out", default=str(WORKDIR / "results.json"))
+    args = p.parse_args(argv)
+    if args.quick:
+        args.jobs, args.tasks_per_job, args.consumers = 2, 100, "1"
+        args.submits, args.pgbench_seconds, args.run_timeout = 50, 2, 60.0
+    return args
+
+
+def _stop_on_sigterm() -> None:
+    def handler(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+    signal.signal(signal.SIGTERM, handler)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = parse(argv)
+    _stop_on_sigterm()
+    WORKDIR.mkdir(parents=True, exist_ok=True)
+    started = time.monotonic()
+    results: dict = {"command": "python -m bench " + " ".join(sys.argv[1:] if argv is None
+                                                            else argv),
+                     "machine": machine(), "runs": []}
+    server = BenchServer(WORKDIR)
+    try:
+        print("starting PostgreSQL ...", flush=True)
+        server.start()
+        results["postgres"] = server.info()
+        print(f"pgbench -N for {args.pgbench_seconds} s ...", flush=True)
+        results["pgbench"] = server.pgbench(args.pgbench_seconds)
+        print(f"  {results['pgbench']}", flush=True)
+        concurrency = {"batch": int_list(args.batch_concurrency),
+                       "single": int_list(args.single_concurrency)}
+        for mode in [m.strip() for m in args.modes.split(",") if m.strip()]:
+            for consumers in int_list(args.consumers):
+                for conc in concurrency[mode]:
+                    tag = f"{mode}-{consumers}x{conc}"
+                    print(f"run {tag}: {args.jobs} jobs x {args.tasks_per_job} x 2 stages ...",
+                          flush=True)
+                    try:
+                        run = throughput_run(
+                            server, mode=mode, consumers=consumers, concurrency=conc,
+                            jobs=args.jobs, tasks_per_job=args.tasks_per_job,
+                            workdir=WORKDIR / "runs", timeout=args.run_timeout, tag=tag)
+                    except RuntimeError as exc:
+                        run = {"mode": mode, "consumers": consumers, "task_concurrency": conc,
+                               "tasks": args.jobs * args.tasks_per_job * 2,
+                               "error": str(exc)}
+                    results["runs"].append(run)
+                    print(f"  {run.get('tasks_per_second', 0):,.0f} tasks/s"
+                          if "error" not in run else f"  error: {run['error']}", flush=True)
+        print(f"{args.submits} sequential submits ...", flush=True)
+        results["submit"] = submit_latency(
+            server, count=args.submits, workdir=WORKDIR / "runs",
+            concurrency=concurrency["batch"][0], lone_job_tasks=args.tasks_per_job,
+            timeout=args.run_timeout)
+    except KeyboardInterrupt:
+        print("interrupted: cleaning up", file=sys.stderr)
+        return 130
+    finally:
+        server.close()
+    results["elapsed_seconds"] = time.monotonic() - started
+    print()
+    print(render(results))
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=1, default=str))
+    print(f"\n{results['elapsed_seconds']:.0f} s in all; results in {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
