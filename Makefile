@@ -19,7 +19,7 @@ demo: $(STAMP)
 ## make test: the whole suite (embedded PostgreSQL; TEST_DATABASE_URL runs it on another server too)
 test: $(STAMP)
 	$(PY) -m pytest
-	@if [ -n "$$TEST_DATABASE_URL" ]; then echo "== again on TEST_DATABASE_URL"; $(PY) -m pytest -m "not unit"; fi
+	@if [ -n "$$TEST_DATABASE_URL" ]; then echo "== again on TEST_DATABASE_URL (without the fault suite)"; $(PY) -m pytest -m "not unit and not faults"; fi
 
 ## make soak: the fault-injection suite SOAK_RUNS (20) times in a row, each run with its own
 ## seed (SOAK_SEED+1, +2, ...; SOAK_SEED defaults to the time), stopping at the first failure
