@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import shutil
 import statistics
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -154,6 +155,7 @@ def throughput_run(server: BenchServer, *, mode: str, consumers: int, concurrenc
     total_tasks = jobs * tasks_per_job * 2  # hello_world: two stages of n tasks
     server.truncate()
     run_dir = workdir / tag
+    shutil.rmtree(run_dir, ignore_errors=True)  # no stats files of an earlier run
     result: dict[str, Any] = {"mode": mode, "consumers": consumers,
                               "task_concurrency": concurrency, "jobs": jobs,
                               "tasks_per_job": tasks_per_job, "tasks": total_tasks}
@@ -228,6 +230,7 @@ def submit_latency(server: BenchServer, *, count: int, workdir: Path, concurrenc
     (the submit path alone)."""
     server.truncate()
     run_dir = workdir / "submit"
+    shutil.rmtree(run_dir, ignore_errors=True)
     keepalive_count = max(count // 5, 1)
     with HostGroup(1, database_url=server.url, mode="batch", task_concurrency=concurrency,
                    stats_prefix=run_dir / "sql", log_dir=run_dir) as group:
