@@ -20,7 +20,7 @@ from config import TASKS_QUEUE, get_settings
 from core.error_handler import classify
 from core.log_context import log_context
 from core.models import TaskQueueMessage, TaskStatus
-from core.task_runner import retry_delay, storable_json
+from core.task_runner import base_context, retry_delay, storable_json
 from exceptions import ContractViolationError, MessageFormatError, TaskTimeoutError
 from infrastructure.batch_repository import BatchRepository
 from infrastructure.db import get_database
@@ -116,12 +116,7 @@ class TaskBatchProcessor:
             predecessors = self.repo.predecessor_results(conn, keys)
         for run in runs:
             task = run.task
-            run.extra = {
-                "job_id": task["parent_job_id"], "job_type": task["job_type"],
-                "task_id": task["task_id"], "stage": task["stage"],
-                "task_index": task["task_index"], "retry": task["retry_count"],
-                "job_parameters": task["job_parameters"],
-            }
+            run.extra = base_context(task)
             if run.definition.get("uses_lineage"):
                 run.extra["predecessor_result"] = predecessors.get(
                     (task["parent_job_id"], task["stage"] - 1, task["task_index"]))

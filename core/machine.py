@@ -23,7 +23,7 @@ from core.models import (
 from core.orchestration_manager import OrchestrationManager
 from core.registry import validate_registries
 from core.state_manager import StageClosure, StateManager
-from core.task_runner import call_handler, retry_delay, storable_json
+from core.task_runner import base_context, call_handler, retry_delay, storable_json
 from exceptions import ContractViolationError, PoisonMessageError, UnknownJobTypeError
 from infrastructure.db import get_database
 from infrastructure.outbox import Outbox
@@ -195,12 +195,7 @@ class CoreMachine:
         return job_class.stages[task["stage"] - 1] if job_class else {}
 
     def _handler_context(self, task: dict[str, Any], definition: dict[str, Any]) -> dict:
-        context = {
-            "job_id": task["parent_job_id"], "job_type": task["job_type"],
-            "task_id": task["task_id"], "stage": task["stage"],
-            "task_index": task["task_index"], "retry": task["retry_count"],
-            "job_parameters": task["job_parameters"],
-        }
+        context = base_context(task)
         context.update(self.state_manager.handler_context_data(
             task, lineage=bool(definition.get("uses_lineage")),
             fan_in=definition.get("parallelism") == "fan_in",

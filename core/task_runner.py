@@ -14,6 +14,16 @@ from typing import Any, Callable
 from exceptions import ContractViolationError, TaskTimeoutError
 
 
+def base_context(task: dict[str, Any]) -> dict[str, Any]:
+    """What every handler's context holds, from a claimed task row."""
+    return {
+        "job_id": task["parent_job_id"], "job_type": task["job_type"],
+        "task_id": task["task_id"], "stage": task["stage"],
+        "task_index": task["task_index"], "retry": task["retry_count"],
+        "job_parameters": task["job_parameters"],
+    }
+
+
 def retry_delay(retry_count: int, base: float, cap: float) -> float:
     """The design documents' backoff: min(base * 2**retry_count, cap)."""
     return min(base * (2 ** retry_count), cap)
