@@ -152,9 +152,10 @@ class TaskBatchProcessor:
                     break
                 if now >= next_renewal:
                     with get_database().connection() as conn:
+                        live = [r for r in pending if not r.done]
                         self.repo.renew_leases(
-                            conn, [r.task["task_id"] for r in pending if not r.done],
-                            settings.task_lease_seconds)
+                            conn, [r.task["task_id"] for r in live],
+                            [r.attempt for r in live], settings.task_lease_seconds)
                     next_renewal = now + renew_every
             pending = [r for r in pending if not r.done]
 
@@ -182,7 +183,7 @@ class TaskBatchProcessor:
         closures = []
         with get_database().transaction() as conn:
             rows = self.repo.record(
-                conn, [r.task["task_id"] for r in finished],
+                conn, [r.task["task_id"] for r in finished], [r.attempt for r in finished],
                 ["completed" if r.error is None else "failed" for r in finished],
                 [r.result if r.error is None else classify(r.error).as_result()
                  for r in finished],
@@ -194,9 +195,13 @@ class TaskBatchProcessor:
                                     settings.task_retry_cap_seconds)
                 self.state.retry_task_in(conn, run.task, run.attempt, info.as_result(),
                                          info.message, delay)
+            # Only failures recorded now fail their job (not a repeat, nor a worker of an
+            # attempt the job has left behind).
+            failed_jobs = {row["job_id"] for row in rows if row["newly_failed"]}
             first_failure = {}
             for run in sorted(failures, key=lambda r: r.task["task_id"]):
-                first_failure.setdefault(run.task["parent_job_id"], run)
+                if run.task["parent_job_id"] in failed_jobs:
+                    first_failure.setdefault(run.task["parent_job_id"], run)
             closing = {}
             for row in rows:
                 if row["pending"] == 0:

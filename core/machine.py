@@ -179,13 +179,13 @@ class CoreMachine:
                 timeout=definition.get("timeout_seconds", settings.task_timeout_seconds),
                 renew_every=settings.task_lease_seconds / 3,
                 renew=lambda: self.state_manager.renew_lease(
-                    task["task_id"], settings.task_lease_seconds),
+                    task["task_id"], message.attempt, settings.task_lease_seconds),
                 source=source,
             )
         except Exception as exc:  # classified: retried later, or the task and job fail
             return self.fail_task(task, message.attempt, exc)
         closure = self.state_manager.complete_task(task["task_id"], TaskStatus.COMPLETED,
-                                                   result, None)
+                                                   result, None, attempt=message.attempt)
         logger.debug("task completed")  # per task: DEBUG; the status endpoint counts them
         self._after_close(closure)
         return TaskStatus.COMPLETED.value
@@ -232,7 +232,8 @@ class CoreMachine:
                      extra={"error_type": info.error_type,
                             "error_category": info.error_category})
         closure = self.state_manager.complete_task(
-            task["task_id"], TaskStatus.FAILED, info.as_result(), info.message, job_error)
+            task["task_id"], TaskStatus.FAILED, info.as_result(), info.message, job_error,
+            attempt=attempt)
         self._after_close(closure)
         return TaskStatus.FAILED.value
 

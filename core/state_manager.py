@@ -24,7 +24,8 @@ from infrastructure.db import get_database
 from infrastructure.outbox import Outbox
 from infrastructure.queues import get_queue
 from infrastructure.queues.base import OutgoingMessage
-from infrastructure.repositories import DeadLetterRepository, JobRepository, TaskRepository
+from infrastructure.dead_letters import DeadLetterRepository
+from infrastructure.repositories import JobRepository, TaskRepository
 
 TASK_STATUSES = [s.value for s in TaskStatus]
 
@@ -100,7 +101,7 @@ class StateManager:
                                   error_details=f"Stage {stage}: {exc}")
                 return StageOpening(ignored="job failed building its tasks",
                                     closure=StageClosure("failed", job_id, attempt))
-            self.tasks.insert_tasks(conn, job_id, job["job_type"], definitions)
+            self.tasks.insert_tasks(conn, job_id, job["job_type"], definitions, attempt)
             self.tasks.create_stage(conn, job_id, stage, len(definitions))
             self.outbox.add(conn, job_id, TASKS_QUEUE, [
                 outgoing(TaskQueueMessage(job_id=job_id, task_id=t.task_id, stage=stage,
@@ -203,9 +204,9 @@ class StateManager:
                 return None, f"task already {task['status']}"
             return None, "task running elsewhere"
 
-    def renew_lease(self, task_id: str, lease_seconds: float) -> bool:
+    def renew_lease(self, task_id: str, attempt: int, lease_seconds: float) -> bool:
         with self.db.connection() as conn:
-            return self.tasks.renew_lease(conn, task_id, lease_seconds)
+            return self.tasks.renew_lease(conn, task_id, attempt, lease_seconds)
 
     def handler_context_data(
         self, task: dict[str, Any], lineage: bool, fan_in: bool
@@ -225,16 +226,19 @@ class StateManager:
 
     def complete_task(
         self, task_id: str, status: TaskStatus, result_data: Optional[dict],
-        error_details: Optional[str], job_error: Optional[str] = None,
+        error_details: Optional[str], job_error: Optional[str] = None, attempt: int = 1,
     ) -> Optional[StageClosure]:
-        """Record a task's outcome, in one transaction with what it implies: if it was its
-        stage's last, the stage closes; if it failed (job_error says why), the job fails at
-        once and its queued tasks are cancelled. Returns what must happen next, or None."""
+        """Record the outcome of a task of this attempt of its job, in one transaction with
+        what it implies: if it was its stage's last, the stage closes; if it failed
+        (job_error says why), the job fails at once and its queued tasks are cancelled.
+        Returns what must happen next, or None."""
         with self.db.transaction() as conn:
             row = self.tasks.complete_task(conn, task_id, status.value, result_data,
-                                           error_details)
+                                           error_details, attempt)
             if row is None:
-                return None  # already finished: a repeated delivery counts nothing
+                # already finished (a repeated delivery), or the task of a newer attempt
+                # (this worker's job was resubmitted meanwhile): nothing is counted
+                return None
             if status == TaskStatus.FAILED:
                 return self._fail_job(conn, row["job_id"], job_error or error_details or "")
             if row["pending"] > 0:
@@ -261,7 +265,7 @@ class StateManager:
                       error: dict[str, Any], error_details: str, delay_seconds: float
                       ) -> Optional[int]:
         """retry_task within the caller's transaction."""
-        retry = self.tasks.retry_task(conn, task["task_id"], error, error_details,
+        retry = self.tasks.retry_task(conn, task["task_id"], attempt, error, error_details,
                                       delay_seconds)
         if retry is None:
             return None
@@ -302,9 +306,10 @@ class StateManager:
         return attempt
 
     def record_dead_letter(self, queue_name: str, message_id: Optional[str], body: bytes,
-                           reason: str) -> None:
+                           reason: str) -> bool:
+        """Record a message that can never succeed; False if it was recorded before."""
         with self.db.connection() as conn:
-            DeadLetterRepository().record(conn, queue_name, message_id, body, reason)
+            return DeadLetterRepository().record(conn, queue_name, message_id, body, reason)
 
     def dead_letter_count(self) -> int:
         with self.db.connection() as conn:

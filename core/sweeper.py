@@ -7,6 +7,8 @@ while other instances sweep, since every step is conditional or skips locked row
 - running tasks whose lease lapsed (their worker died): run again as a retry, or failed
   past their retries (which fails the job);
 - queued tasks whose message was lost long ago: their message sent again;
+- jobs that reached a stage long ago but never opened it (the queue dead-lettered the job
+  message that opens it): that message sent again, with its own message id;
 - jobs whose last stage closed but that were never finalized: finalized.
 """
 
@@ -15,9 +17,9 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from config import TASKS_QUEUE, get_settings
+from config import JOBS_QUEUE, TASKS_QUEUE, get_settings
 from core.log_context import log_context
-from core.models import TaskQueueMessage
+from core.models import JobQueueMessage, TaskQueueMessage
 from core.state_manager import outgoing
 from exceptions import WorkerLostError
 from infrastructure.db import get_database
@@ -39,6 +41,9 @@ class Sweeper:
         settings = get_settings()
         after = settings.sweep_after_seconds
         steps = {
+            # before the outbox's own step: a job whose message still waits there is not
+            # stranded, and must not be sent twice in one pass
+            "stranded_jobs_resent": lambda: self._stranded_jobs(after * 10),
             "messages_sent": lambda: self.machine.outbox.flush(older_than_seconds=after),
             "lapsed_tasks": lambda: self._lapsed_leases(settings.task_lease_seconds),
             "orphans_cancelled": self.machine.state_manager.cancel_orphans,
@@ -94,6 +99,17 @@ class Sweeper:
                 self.tasks.touch_due(conn, [r["task_id"] for r in rows])
         for job_id in by_job:
             self.machine.outbox.flush(job_id)
+        return len(rows)
+
+    def _stranded_jobs(self, older_than: float) -> int:
+        with get_database().transaction() as conn:
+            rows = self.jobs.stranded(conn, older_than, BATCH)
+            for row in rows:
+                self.machine.outbox.add(conn, row["job_id"], JOBS_QUEUE, [outgoing(
+                    JobQueueMessage(job_id=row["job_id"], stage=row["stage"],
+                                    attempt=row["attempt"]))])
+        for row in rows:
+            self.machine.outbox.flush(row["job_id"])
         return len(rows)
 
     def _unfinalized(self, older_than: float) -> int:

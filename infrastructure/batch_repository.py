@@ -67,11 +67,12 @@ class BatchRepository:
                 for r in rows}
 
     def record(
-        self, conn: psycopg.Connection, task_ids: list[str], statuses: list[str],
-        results: list[Optional[dict]], errors: list[Optional[str]],
+        self, conn: psycopg.Connection, task_ids: list[str], attempts: list[int],
+        statuses: list[str], results: list[Optional[dict]], errors: list[Optional[str]],
     ) -> list[dict[str, Any]]:
-        """Record outcomes of unfinished tasks and count them off their stages (within the
-        caller's transaction). Returns the stage rows changed, with `newly_failed`. Rows are
+        """Record outcomes of unfinished tasks of the given attempts and count them off
+        their stages (within the caller's transaction): a task finished already, or now
+        another attempt's, is left alone. Returns the stage rows changed, with `newly_failed`. Rows are
         locked in a fixed order (tasks by id, then stages by job and number), so concurrent
         batches cannot deadlock on each other."""
         conn.execute(
@@ -82,12 +83,13 @@ class BatchRepository:
         done = conn.execute(
             "UPDATE app.tasks t SET status = d.status, result_data = d.result,"
             " error_details = d.error, lease_expires_at = NULL, updated_at = now()"
-            " FROM jsonb_to_recordset(%s) AS d(task_id text, status text, result jsonb,"
-            "  error text)"
-            " WHERE t.task_id = d.task_id"
+            " FROM jsonb_to_recordset(%s) AS d(task_id text, attempt int, status text,"
+            "  result jsonb, error text)"
+            " WHERE t.task_id = d.task_id AND t.attempt = d.attempt"
             " AND t.status NOT IN ('completed', 'failed', 'cancelled')"
             " RETURNING t.parent_job_id, t.stage, t.status",
-            (records(task_id=task_ids, status=statuses, result=results, error=errors),),
+            (records(task_id=task_ids, attempt=attempts, status=statuses, result=results,
+                     error=errors),),
         ).fetchall()
         counts: dict[tuple[str, int], list[int]] = {}
         for row in done:
@@ -115,10 +117,11 @@ class BatchRepository:
         ).fetchall()
 
     def renew_leases(self, conn: psycopg.Connection, task_ids: list[str],
-                     lease_seconds: float) -> None:
+                     attempts: list[int], lease_seconds: float) -> None:
         conn.execute(
-            "UPDATE app.tasks SET lease_expires_at = now() + make_interval(secs => %s),"
-            " heartbeat = now() WHERE task_id IN (SELECT jsonb_array_elements_text(%s))"
-            " AND status = 'processing'",
-            (lease_seconds, Jsonb(task_ids)),
+            "UPDATE app.tasks t SET lease_expires_at = now() + make_interval(secs => %s),"
+            " heartbeat = now() FROM jsonb_to_recordset(%s) AS m(task_id text, attempt int)"
+            " WHERE t.task_id = m.task_id AND t.attempt = m.attempt"
+            " AND t.status = 'processing'",
+            (lease_seconds, records(task_id=task_ids, attempt=attempts)),
         )

@@ -81,6 +81,25 @@ class JobRepository:
         ).fetchall()
         return [r["job_id"] for r in rows]
 
+    def stranded(self, conn: psycopg.Connection, older_than_seconds: float, limit: int
+                 ) -> list[dict[str, Any]]:
+        """Active jobs that reached a stage long ago but never opened it, with no message
+        waiting in the outbox: the job message that opens the stage was lost (the queue
+        dead-lettered it). Locked (skipping rows others hold) and touched, so concurrent
+        sweeps, and the next sweep, leave them alone: the caller re-sends their message
+        in this transaction."""
+        return conn.execute(
+            "UPDATE app.jobs SET updated_at = now() WHERE job_id IN ("
+            " SELECT j.job_id FROM app.jobs j WHERE j.status IN ('queued', 'processing')"
+            " AND j.updated_at < now() - make_interval(secs => %s)"
+            " AND NOT EXISTS (SELECT 1 FROM app.job_stages s"
+            "  WHERE s.job_id = j.job_id AND s.stage = j.stage)"
+            " AND NOT EXISTS (SELECT 1 FROM app.outbox o WHERE o.job_id = j.job_id)"
+            " ORDER BY j.updated_at LIMIT %s FOR UPDATE SKIP LOCKED)"
+            " RETURNING job_id, stage, attempt",
+            (older_than_seconds, limit),
+        ).fetchall()
+
     def close_stage(
         self,
         conn: psycopg.Connection,
@@ -129,20 +148,21 @@ class JobRepository:
 class TaskRepository:
     def insert_tasks(
         self, conn: psycopg.Connection, job_id: str, job_type: str,
-        tasks: list[TaskDefinition],
+        tasks: list[TaskDefinition], attempt: int = 1,
     ) -> int:
-        """Insert a stage's tasks in one statement; existing ones are left as they are."""
+        """Insert a stage's tasks (of the job's attempt) in one statement; existing ones are
+        left as they are."""
         if not tasks:
             return 0
         cur = conn.execute(
             "INSERT INTO app.tasks (task_id, parent_job_id, job_type, task_type, stage,"
-            " task_index, parameters)"
+            " task_index, parameters, attempt)"
             " SELECT t.task_id, %s, %s, t.task_type, t.stage, t.task_index,"
-            " coalesce(t.parameters, '{}'::jsonb)"
+            " coalesce(t.parameters, '{}'::jsonb), %s"
             " FROM jsonb_to_recordset(%s) AS t(task_id text, task_type text, stage int,"
             "  task_index int, parameters jsonb)"
             " ON CONFLICT (task_id) DO NOTHING",
-            (job_id, job_type, Jsonb([
+            (job_id, job_type, attempt, Jsonb([
                 {"task_id": t.task_id, "task_type": t.task_type, "stage": t.stage,
                  "task_index": t.task_index, "parameters": t.parameters} for t in tasks])),
         )
@@ -211,26 +231,29 @@ class TaskRepository:
             (lease_seconds, task_id, attempt, list(_ACTIVE_JOB)),
         ).fetchone()
 
-    def renew_lease(self, conn: psycopg.Connection, task_id: str, lease_seconds: float) -> bool:
+    def renew_lease(self, conn: psycopg.Connection, task_id: str, attempt: int,
+                    lease_seconds: float) -> bool:
         cur = conn.execute(
             "UPDATE app.tasks SET lease_expires_at = now() + make_interval(secs => %s),"
-            " heartbeat = now() WHERE task_id = %s AND status = 'processing'",
-            (lease_seconds, task_id),
+            " heartbeat = now()"
+            " WHERE task_id = %s AND attempt = %s AND status = 'processing'",
+            (lease_seconds, task_id, attempt),
         )
         return cur.rowcount == 1
 
     def retry_task(
-        self, conn: psycopg.Connection, task_id: str, error: dict[str, Any],
+        self, conn: psycopg.Connection, task_id: str, attempt: int, error: dict[str, Any],
         error_details: str, due_in_seconds: float,
     ) -> Optional[int]:
-        """Put a processing task back in the queue for a retry; returns its new retry
-        count, or None if it was no longer processing."""
+        """Put a processing task of this attempt back in the queue for a retry; returns its
+        new retry count, or None if it was no longer processing (or is another attempt's)."""
         row = conn.execute(
             "UPDATE app.tasks SET status = 'queued', retry_count = retry_count + 1,"
             " lease_expires_at = NULL, result_data = %s, error_details = %s,"
             " due_at = now() + make_interval(secs => %s), updated_at = now()"
-            " WHERE task_id = %s AND status = 'processing' RETURNING retry_count",
-            (Jsonb(error), error_details, due_in_seconds, task_id),
+            " WHERE task_id = %s AND attempt = %s AND status = 'processing'"
+            " RETURNING retry_count",
+            (Jsonb(error), error_details, due_in_seconds, task_id, attempt),
         ).fetchone()
         return row["retry_count"] if row else None
 
@@ -302,25 +325,28 @@ class TaskRepository:
     def complete_task(
         self, conn: psycopg.Connection, task_id: str, status: str,
         result_data: Optional[dict[str, Any]], error_details: Optional[str],
+        attempt: int = 1,
     ) -> Optional[dict[str, Any]]:
-        """Record a task's outcome and count it off its stage, in one statement.
+        """Record the outcome of a task of this attempt and count it off its stage, in one
+        statement.
 
         Returns the stage row after the count (pending == 0: this was the stage's last
-        task), or None when the task had already finished: a repeated delivery counts
+        task), or None when the task had already finished, or belongs to another attempt
+        of its job: a repeated delivery, or a worker of an earlier attempt, counts
         nothing. The task's row lock makes a concurrent duplicate wait and then find the
         task finished; the stage row's lock orders concurrent completions of one stage."""
         return conn.execute(
             "WITH t AS ("
             "  UPDATE app.tasks SET status = %s, result_data = %s, error_details = %s,"
             "   updated_at = now()"
-            "  WHERE task_id = %s AND status <> ALL(%s)"
+            "  WHERE task_id = %s AND attempt = %s AND status <> ALL(%s)"
             "  RETURNING parent_job_id, stage, status)"
             " UPDATE app.job_stages s SET pending = s.pending - 1,"
             "  failed = s.failed + (t.status = 'failed')::int"
             " FROM t WHERE s.job_id = t.parent_job_id AND s.stage = t.stage"
             " RETURNING s.*",
             (status, Jsonb(result_data) if result_data is not None else None, error_details,
-             task_id, list(_TERMINAL_TASK)),
+             task_id, attempt, list(_TERMINAL_TASK)),
         ).fetchone()
 
     def result_of(
@@ -343,14 +369,3 @@ class TaskRepository:
             (job_id, stage),
         ).fetchone()
 
-
-class DeadLetterRepository:
-    def record(self, conn: psycopg.Connection, queue_name: str, message_id: Optional[str],
-               body: bytes, reason: str) -> None:
-        conn.execute(
-            "INSERT INTO app.dead_letters (queue_name, message_id, body, reason)"
-            " VALUES (%s, %s, %s, %s)", (queue_name, message_id, body, reason),
-        )
-
-    def count(self, conn: psycopg.Connection) -> int:
-        return conn.execute("SELECT count(*)::int AS n FROM app.dead_letters").fetchone()["n"]

@@ -1,6 +1,13 @@
 """Crash-safety gaps the fault suite found, each reproduced deterministically in this
-process. Each is xfail(strict=True) while it is open: its fix shows up as an unexpected
-pass, and the mark comes off with it."""
+process. Each was an xfail(strict=True) while it was open; they are fixed now, and stay as
+regression tests:
+
+- a job message dead-lettered by the queue stranded its job: the sweeper now sends it again
+  (core/sweeper.py, JobRepository.stranded);
+- a worker of an earlier attempt could record its outcome on the new attempt's task of the
+  same id: tasks now carry their attempt, and recording, lease renewal and retries require
+  it (migration 0003_attempt_guards.sql).
+"""
 
 from __future__ import annotations
 
@@ -32,13 +39,6 @@ def task_rows(world, job_id: str) -> dict[str, dict]:
     return {r["task_id"]: r for r in rows}
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: a job message dead-lettered by the queue (MaxDeliveryCountExceeded) leaves its "
-    "job queued or processing for ever: the sweeper re-sends lost task messages "
-    "(_stale_queued) but never a job message. Fix: a sweeper step that re-sends "
-    "JobQueueMessage(job, stage, attempt) for active jobs whose current stage has no "
-    "job_stages row and whose updated_at is older than sweep_after_seconds * 10 (same "
-    "message id, so Service Bus drops a copy that was not lost)"))
 def test_a_dead_lettered_job_message_is_sent_again_by_the_sweeper(world, monkeypatch):
     monkeypatch.setenv("SWEEP_AFTER_SECONDS", "0.05")
     reset_settings()
@@ -60,14 +60,8 @@ def test_a_dead_lettered_job_message_is_sent_again_by_the_sweeper(world, monkeyp
     assert live == 1
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: a worker of an earlier attempt records its result into the new attempt's task: "
-    "task ids do not carry the attempt (task_id_for) and TaskRepository.complete_task "
-    "matches the task id only, so a task still running when its job failed and was "
-    "resubmitted completes (and counts off) the rerun's task of the same id with a "
-    "result of the old attempt. Fix: pass the message's attempt to complete_task (and "
-    "renew_lease) and require app.jobs.attempt = it in the statement, as claim_task does"))
-def test_a_worker_of_a_previous_attempt_cannot_complete_the_new_attempts_task(world):
+@pytest.mark.parametrize("mode", ["single", "batch"])
+def test_a_worker_of_a_previous_attempt_cannot_complete_the_new_attempts_task(world, mode):
     engine = harness(world)
     state = world.machine.state_manager
     # Given attempt 1 with task 0 running (2 s) when task 1 fails the job,
@@ -78,8 +72,9 @@ def test_a_worker_of_a_previous_attempt_cannot_complete_the_new_attempts_task(wo
     bodies = {json.loads(m.body)["task_id"]: m.body
               for m in engine.queue.receive(TASKS_QUEUE, 10)}
     outcome: dict = {}
-    slow = threading.Thread(target=lambda: outcome.setdefault(
-        "task 0", world.machine.process_task_message(bodies[t0])))
+    run = {"single": lambda: world.machine.process_task_message(bodies[t0]),
+           "batch": lambda: world.machine.handle_task_batch([(bodies[t0], "old")])}[mode]
+    slow = threading.Thread(target=lambda: outcome.setdefault("task 0", run()))
     slow.start()
     try:
         world.wait_for("SELECT 1 FROM app.tasks WHERE task_id = %s AND status = 'processing'",
@@ -87,11 +82,21 @@ def test_a_worker_of_a_previous_attempt_cannot_complete_the_new_attempts_task(wo
         sibling, _ = state.begin_task(t1, 1, 30)
         assert world.machine.fail_task(sibling, 1, ValueError("permanent")) == "failed"
         # And the job resubmitted: attempt 2 has opened stage 1 again,
-        assert submit_job(world.machine, "hello_world", params).rerun
+        # (sleep_seconds is left out of the job id: attempt 2 runs without the sleep)
+        assert submit_job(world.machine, "hello_world", {**params, "sleep_seconds": 0}).rerun
         engine.deliver(JOBS_QUEUE)
         assert task_rows(world, job_id)[t0]["status"] == "queued"
     finally:
         # When the worker of attempt 1 finishes,
         slow.join(10)
-    # Then attempt 2's task 0 is untouched: still queued, not counted off.
+    # Then attempt 2's task 0 is untouched: still queued, not counted off, and attempt 2
+    # is not failed by anything attempt 1 did.
     assert task_rows(world, job_id)[t0]["status"] == "queued", outcome
+    with world.db.connection() as conn:
+        stage = conn.execute("SELECT pending, failed FROM app.job_stages WHERE job_id = %s"
+                             " AND stage = 1", (job_id,)).fetchone()
+    assert stage == {"pending": 2, "failed": 0}
+    assert world.machine.state_manager.get_job(job_id)["status"] == "processing"
+    # And attempt 2 runs to the end.
+    engine.drain()
+    assert world.machine.state_manager.get_job(job_id)["status"] == "completed"

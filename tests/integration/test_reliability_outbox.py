@@ -112,9 +112,9 @@ def test_the_sweeper_sends_a_message_a_failed_send_left(database, engine, outage
     # once it is older (the setting must be > 0), the sweep sends it, with its id.
     monkeypatch.setenv("SWEEP_AFTER_SECONDS", "0.001")
     reset_settings()
-    assert Sweeper(machine).sweep() == {"messages_sent": 1, "lapsed_tasks": 0,
-                                        "orphans_cancelled": 0, "stale_tasks_resent": 0,
-                                        "jobs_finalized": 0}
+    assert Sweeper(machine).sweep() == {
+        "stranded_jobs_resent": 0, "messages_sent": 1, "lapsed_tasks": 0,
+        "orphans_cancelled": 0, "stale_tasks_resent": 0, "jobs_finalized": 0}
     assert rows(database, "outbox") == []
     assert [r["message_id"] for r in rows(database, "queue_messages")] == [
         f"{job_id}:a1:s1"]
