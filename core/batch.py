@@ -1,8 +1,8 @@
 """Running a batch of task messages (the task trigger's cardinality "many").
 
-One statement claims the batch; lineage inputs come in one query; handlers run one after
-another in a helper thread while this one renews the batch's leases and enforces each
-task's timeout; then one transaction records every outcome, counts them off their stages,
+One statement claims the batch, with the lineage inputs of the tasks that read them;
+handlers run one after another in a helper thread while this one renews the batch's leases
+and enforces each task's timeout; then one transaction records every outcome, counts them off their stages,
 schedules retries, fails jobs and closes stages. Each task keeps its own fate: a failing
 task fails (or retries) alone, never its batch-mates.
 """
@@ -70,7 +70,7 @@ class TaskBatchProcessor:
         ids = list(parsed)
         with get_database().connection() as conn:
             claimed = self.repo.claim(conn, ids, [parsed[i][1].attempt for i in ids],
-                                      settings.task_lease_seconds)
+                                      settings.task_lease_seconds, self.state.lineage_stages)
             claimed_ids = {t["task_id"] for t in claimed}
             unclaimed = [i for i in ids if i not in claimed_ids]
             why = self.repo.why_unclaimed(conn, unclaimed) if unclaimed else {}
@@ -110,16 +110,11 @@ class TaskBatchProcessor:
 
     # -- running ------------------------------------------------------------------------
     def _contexts(self, runs: list[_Run]) -> None:
-        keys = [(r.task["parent_job_id"], r.task["stage"] - 1, r.task["task_index"])
-                for r in runs if r.definition.get("uses_lineage")]
-        with get_database().connection() as conn:
-            predecessors = self.repo.predecessor_results(conn, keys)
         for run in runs:
             task = run.task
             run.extra = base_context(task)
-            if run.definition.get("uses_lineage"):
-                run.extra["predecessor_result"] = predecessors.get(
-                    (task["parent_job_id"], task["stage"] - 1, task["task_index"]))
+            if run.definition.get("uses_lineage"):  # read by the claim
+                run.extra["predecessor_result"] = task["predecessor_result"]
             if run.definition.get("parallelism") == "fan_in":
                 run.extra.update(self.state.handler_context_data(task, False, True))
 
@@ -220,8 +215,9 @@ class TaskBatchProcessor:
                 info = classify(run.error)
                 logger.error("task failed (%s): %s", info.error_category, info.message,
                              exc_info=isinstance(run.error, ContractViolationError))
-        for job_id in {r.task["parent_job_id"] for r in retries}:
-            self.machine.outbox.flush(job_id)  # the scheduled retry messages
+        if self.machine.outbox.deferred:
+            for job_id in {r.task["parent_job_id"] for r in retries}:
+                self.machine.outbox.flush(job_id)  # the scheduled retry messages
         for closure in closures:
             self.machine._after_close(closure)
 

@@ -50,6 +50,7 @@ class CoreMachine:
         self._queue = queue
         self.outbox = Outbox(lambda: self.queue, get_database)
         self.state_manager = StateManager(all_jobs, self.outbox)
+        self.state_manager.finalizer = self._conclude
         self.orchestrator = OrchestrationManager()
 
     @property
@@ -137,9 +138,13 @@ class CoreMachine:
         if closure is None:
             return
         if closure.action == "next":
-            self.outbox.flush(closure.job_id)  # the next stage's message
+            if self.outbox.deferred:
+                self.outbox.flush(closure.job_id)  # the next stage's message
         elif closure.action == "finalize":
             self.finalize(closure.job_id)
+        elif closure.action == "finalized" and closure.status:
+            with log_context(job_id=closure.job_id, operation="finalize"):
+                logger.info("job %s", closure.status)
         elif closure.action == "failed":
             logger.warning("job failed")
 
@@ -224,7 +229,8 @@ class CoreMachine:
                 logger.warning("task failed (%s), retry %d in %.1f s: %s", info.error_category,
                                retries + 1, delay, info.message,
                                extra={"error_type": info.error_type})
-                self.outbox.flush(task["parent_job_id"])  # the scheduled message
+                if self.outbox.deferred:
+                    self.outbox.flush(task["parent_job_id"])  # the scheduled message
             return "retrying"
         job_error = self.job_error(task, exc)
         logger.error("task failed (%s): %s", info.error_category, info.message,
@@ -257,38 +263,41 @@ class CoreMachine:
             return self._finalize(job_id)
 
     def _finalize(self, job_id: str) -> Optional[str]:
-        def conclude(job: dict[str, Any], tasks: list) -> tuple:
-            job_class = self.jobs_registry.get(job["job_type"])
-            if job_class is None:  # removed by a deploy while the job ran
-                return JobStatus.FAILED, None, (
-                    f"Unknown job type '{job['job_type']}': no longer in ALL_JOBS")
-            context = JobExecutionContext(
-                job_id=job_id, job_type=job["job_type"], parameters=job["parameters"],
-                stage_results=job["stage_results"], task_results=tasks,
-            )
-            outcome: dict[str, Any] = {"status": JobStatus.COMPLETED, "error": None}
-
-            def fall_back(exc: Exception, info: Any) -> None:
-                # The job still ends: completed_with_errors, the error beside a fallback.
-                outcome["status"] = JobStatus.COMPLETED_WITH_ERRORS
-                outcome["error"] = f"finalize_job failed: {info.message}"
-                outcome["result"] = {
-                    "finalize_error": outcome["error"], "tasks_total": len(tasks),
-                    "tasks_completed": sum(t.status == TaskStatus.COMPLETED for t in tasks)}
-
-            with CoreMachineErrorHandler.handle_operation(
-                logger, "finalize_job", job_id=job_id, on_error=fall_back,
-                raise_on_error=False,
-            ):
-                result = job_class.finalize_job(context)
-                if not isinstance(result, dict):
-                    raise ContractViolationError(
-                        f"{job_class.__name__}.finalize_job returned {type(result).__name__};"
-                        " it must return a dict")
-                outcome["result"] = storable_json(result, f"{job_class.__name__}.finalize_job")
-            return outcome["status"], outcome["result"], outcome["error"]
-
-        status = self.state_manager.finalize_job(job_id, conclude)
+        status = self.state_manager.finalize_job(job_id, self._conclude)
         if status is not None:
             logger.info("job %s", status.value)
         return status.value if status is not None else None
+
+    def _conclude(self, job: dict[str, Any], tasks: list) -> tuple:
+        """How a job ends, from its record and its tasks: (status, result, error). Runs
+        its finalize_job; if that fails, the job still ends, completed_with_errors."""
+        job_id = job["job_id"]
+        job_class = self.jobs_registry.get(job["job_type"])
+        if job_class is None:  # removed by a deploy while the job ran
+            return JobStatus.FAILED, None, (
+                f"Unknown job type '{job['job_type']}': no longer in ALL_JOBS")
+        context = JobExecutionContext(
+            job_id=job_id, job_type=job["job_type"], parameters=job["parameters"],
+            stage_results=job["stage_results"], task_results=tasks,
+        )
+        outcome: dict[str, Any] = {"status": JobStatus.COMPLETED, "error": None}
+
+        def fall_back(exc: Exception, info: Any) -> None:
+            # The job still ends: completed_with_errors, the error beside a fallback.
+            outcome["status"] = JobStatus.COMPLETED_WITH_ERRORS
+            outcome["error"] = f"finalize_job failed: {info.message}"
+            outcome["result"] = {
+                "finalize_error": outcome["error"], "tasks_total": len(tasks),
+                "tasks_completed": sum(t.status == TaskStatus.COMPLETED for t in tasks)}
+
+        with CoreMachineErrorHandler.handle_operation(
+            logger, "finalize_job", job_id=job_id, on_error=fall_back,
+            raise_on_error=False,
+        ):
+            result = job_class.finalize_job(context)
+            if not isinstance(result, dict):
+                raise ContractViolationError(
+                    f"{job_class.__name__}.finalize_job returned {type(result).__name__};"
+                    " it must return a dict")
+            outcome["result"] = storable_json(result, f"{job_class.__name__}.finalize_job")
+        return outcome["status"], outcome["result"], outcome["error"]

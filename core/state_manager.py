@@ -38,13 +38,15 @@ def outgoing(message: JobQueueMessage | TaskQueueMessage,
 
 @dataclass(frozen=True)
 class StageClosure:
-    """What closing a stage requires next: "next" (queue stage next_stage), "finalize",
-    or "failed" (the job has ended)."""
+    """What closing a stage requires next: "next" (send stage next_stage's message),
+    "finalize", "finalized" (done in the closing transaction: `status` says how the job
+    ended), or "failed" (the job has ended)."""
 
     action: str
     job_id: str
     attempt: int
     next_stage: Optional[int] = None
+    status: Optional[str] = None
 
 
 @dataclass
@@ -64,6 +66,15 @@ class StateManager:
         self.outbox = outbox or Outbox(get_queue, get_database)
         self.jobs = JobRepository()
         self.tasks = TaskRepository()
+        # conclude(job, tasks) -> (status, result, error): set by CoreMachine, so the
+        # transaction that closes a job's last stage also finalizes it.
+        self.finalizer: Optional[Callable[..., tuple]] = None
+        # Stages whose tasks read their predecessor's result, as "job_type:stage": the
+        # claim returns that result with the task.
+        self.lineage_stages = sorted(
+            f"{job_type}:{number}" for job_type, job_class in all_jobs.items()
+            for number, stage in enumerate(job_class.stages, start=1)
+            if stage.get("uses_lineage"))
 
     @property
     def db(self):
@@ -147,7 +158,11 @@ class StateManager:
             )
             return StageClosure("failed", job_id, attempt)
         if last:
-            return StageClosure("finalize", job_id, attempt)
+            if self.finalizer is None:
+                return StageClosure("finalize", job_id, attempt)
+            status = self._finalize_in(conn, job_id, self.finalizer)
+            return StageClosure("finalized", job_id, attempt,
+                                status=status.value if status else None)
         self.outbox.add(conn, job_id, JOBS_QUEUE, [
             outgoing(JobQueueMessage(job_id=job_id, stage=next_stage, attempt=attempt))])
         return StageClosure("next", job_id, attempt, next_stage)
@@ -181,7 +196,8 @@ class StateManager:
         queued task of an ended job is cancelled), "task already <status>", or
         "task running elsewhere" (another worker holds a live lease)."""
         with self.db.connection() as conn:
-            task = self.tasks.claim_task(conn, task_id, attempt, lease_seconds)
+            task = self.tasks.claim_task(conn, task_id, attempt, lease_seconds,
+                                         self.lineage_stages)
             if task is not None:
                 return task, "claimed"
             task = self.tasks.get_task(conn, task_id)
@@ -212,6 +228,9 @@ class StateManager:
         self, task: dict[str, Any], lineage: bool, fan_in: bool
     ) -> dict[str, Any]:
         data: dict[str, Any] = {}
+        if lineage and "predecessor_result" in task:  # read by the claim
+            data["predecessor_result"] = task["predecessor_result"]
+            lineage = False
         if not (lineage or fan_in):
             return data
         with self.db.connection() as conn:
@@ -285,14 +304,20 @@ class StateManager:
         its row lock, so two finalizers (a worker and a sweeper) never both run it: the
         second skips the locked row. Returns the status set, or None."""
         with self.db.transaction() as conn:
-            job = self.jobs.get_job(conn, job_id, for_update=True, skip_locked=True)
-            if job is None or JobStatus(job["status"]).is_terminal:
-                return None
-            tasks = [TaskRecord.model_validate(t) for t in self.tasks.list_tasks(
-                conn, job_id, columns=self.tasks.OUTCOME_COLUMNS)]
-            status, result, error = conclude(job, tasks)
-            self.jobs.end_job(conn, job_id, status.value, result, error)
-            return status
+            return self._finalize_in(conn, job_id, conclude)
+
+    def _finalize_in(self, conn: psycopg.Connection, job_id: str,
+                     conclude: Callable[..., tuple]) -> Optional[JobStatus]:
+        """finalize_job within the caller's transaction (which may hold the job's row
+        lock already: SKIP LOCKED skips only rows other transactions hold)."""
+        job = self.jobs.get_job(conn, job_id, for_update=True, skip_locked=True)
+        if job is None or JobStatus(job["status"]).is_terminal:
+            return None
+        tasks = [TaskRecord.model_validate(t) for t in self.tasks.list_tasks(
+            conn, job_id, columns=self.tasks.OUTCOME_COLUMNS)]
+        status, result, error = conclude(job, tasks)
+        self.jobs.end_job(conn, job_id, status.value, result, error)
+        return status
 
     def start_new_attempt(self, job_id: str, parameters: dict[str, Any]) -> Optional[int]:
         """Run a failed job again as a new attempt (with these parameters: those left out

@@ -9,6 +9,7 @@ from typing import Any, Optional
 import psycopg
 from psycopg.types.json import Jsonb
 
+from .repositories import PREDECESSOR_RESULT
 
 
 def records(**columns: list) -> Jsonb:
@@ -21,20 +22,24 @@ def records(**columns: list) -> Jsonb:
 class BatchRepository:
     def claim(
         self, conn: psycopg.Connection, task_ids: list[str], attempts: list[int],
-        lease_seconds: float,
+        lease_seconds: float, lineage: list[str] = (),
     ) -> list[dict[str, Any]]:
-        """Claim every claimable task of the batch (see TaskRepository.claim_task)."""
+        """Claim every claimable task of the batch, with its predecessor's result where its
+        stage uses lineage (see TaskRepository.claim_task)."""
         return conn.execute(
             "UPDATE app.tasks t SET status = 'processing', heartbeat = now(),"
-            " lease_expires_at = now() + make_interval(secs => %s), updated_at = now()"
-            " FROM app.jobs j, jsonb_to_recordset(%s) AS m(task_id text, attempt int)"
+            " lease_expires_at = now() + make_interval(secs => %(lease)s), updated_at = now()"
+            " FROM app.jobs j,"
+            " jsonb_to_recordset(%(batch)s) AS m(task_id text, attempt int)"
             " WHERE t.task_id = m.task_id AND j.job_id = t.parent_job_id"
             " AND j.attempt = m.attempt AND j.status IN ('queued', 'processing')"
             " AND (t.status = 'queued' OR (t.status = 'processing'"
             "      AND t.lease_expires_at < now()))"
             " RETURNING t.task_id, t.parent_job_id, t.job_type, t.task_type, t.stage,"
-            " t.task_index, t.parameters, t.retry_count, j.parameters AS job_parameters",
-            (lease_seconds, records(task_id=task_ids, attempt=attempts)),
+            " t.task_index, t.parameters, t.retry_count, j.parameters AS job_parameters, "
+            + PREDECESSOR_RESULT,
+            {"lease": lease_seconds, "batch": records(task_id=task_ids, attempt=attempts),
+             "lineage": list(lineage)},
         ).fetchall()
 
     def why_unclaimed(self, conn: psycopg.Connection, task_ids: list[str]
@@ -48,23 +53,6 @@ class BatchRepository:
             (Jsonb(task_ids),),
         ).fetchall()
         return {r["task_id"]: r for r in rows}
-
-    def predecessor_results(
-        self, conn: psycopg.Connection, keys: list[tuple[str, int, int]]
-    ) -> dict[tuple[str, int, int], Optional[dict]]:
-        """Results of (job_id, stage, task_index) tasks, for lineage, in one query."""
-        if not keys:
-            return {}
-        rows = conn.execute(
-            "SELECT t.parent_job_id, t.stage, t.task_index, t.result_data"
-            " FROM jsonb_to_recordset(%s) AS k(job_id text, stage int, idx int)"
-            " JOIN app.tasks t ON t.parent_job_id = k.job_id AND t.stage = k.stage"
-            " AND t.task_index = k.idx",
-            (records(job_id=[k[0] for k in keys], stage=[k[1] for k in keys],
-                     idx=[k[2] for k in keys]),),
-        ).fetchall()
-        return {(r["parent_job_id"], r["stage"], r["task_index"]): r["result_data"]
-                for r in rows}
 
     def record(
         self, conn: psycopg.Connection, task_ids: list[str], attempts: list[int],

@@ -25,6 +25,13 @@ class Outbox:
         self._queue = queue
         self._database = database
 
+    @property
+    def deferred(self) -> bool:
+        """Whether add() stores messages for flush() to send (Service Bus), rather than
+        sending them within the caller's transaction (the embedded queue): only then does
+        a flush after the commit have anything to do."""
+        return getattr(self._queue(), "send_in", None) is None
+
     def add(self, conn: psycopg.Connection, job_id: str, queue_name: str,
             messages: Sequence[OutgoingMessage]) -> None:
         if not messages:

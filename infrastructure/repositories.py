@@ -14,6 +14,14 @@ from core.models import JobRecord, TaskDefinition
 _TERMINAL_TASK = ("completed", "failed", "cancelled")
 _ACTIVE_JOB = ("queued", "processing")
 
+# The previous stage's result of a claimed task whose stage uses lineage (the stages are
+# named "job_type:stage"), read by the claim itself: no query of its own per task or batch.
+PREDECESSOR_RESULT = (
+    "(SELECT p.result_data FROM app.tasks p WHERE t.stage > 1"
+    " AND (t.job_type || ':' || t.stage) = ANY(%(lineage)s)"
+    " AND p.parent_job_id = t.parent_job_id AND p.stage = t.stage - 1"
+    " AND p.task_index = t.task_index) AS predecessor_result")
+
 
 class JobRepository:
     def insert_job(self, conn: psycopg.Connection, job: JobRecord) -> bool:
@@ -214,21 +222,24 @@ class TaskRepository:
         return conn.execute("SELECT * FROM app.tasks WHERE task_id = %s", (task_id,)).fetchone()
 
     def claim_task(
-        self, conn: psycopg.Connection, task_id: str, attempt: int, lease_seconds: float
+        self, conn: psycopg.Connection, task_id: str, attempt: int, lease_seconds: float,
+        lineage: Iterable[str] = (),
     ) -> Optional[dict[str, Any]]:
         """Mark a task processing under a lease, in one statement, if its job is active and
         on this attempt and the task is queued or its lease has lapsed (its worker died).
-        Returns the task with its job's parameters, or None."""
+        Returns the task with its job's parameters and, if its stage is one of `lineage`
+        ("job_type:stage"), its predecessor's result; or None."""
         return conn.execute(
             "UPDATE app.tasks t SET status = 'processing', heartbeat = now(),"
-            " lease_expires_at = now() + make_interval(secs => %s), updated_at = now()"
+            " lease_expires_at = now() + make_interval(secs => %(lease)s), updated_at = now()"
             " FROM app.jobs j"
-            " WHERE t.task_id = %s AND j.job_id = t.parent_job_id AND j.attempt = %s"
-            " AND j.status = ANY(%s)"
+            " WHERE t.task_id = %(task_id)s AND j.job_id = t.parent_job_id"
+            " AND j.attempt = %(attempt)s AND j.status = ANY(%(active)s)"
             " AND (t.status = 'queued' OR (t.status = 'processing'"
             "      AND t.lease_expires_at < now()))"
-            " RETURNING t.*, j.parameters AS job_parameters",
-            (lease_seconds, task_id, attempt, list(_ACTIVE_JOB)),
+            " RETURNING t.*, j.parameters AS job_parameters, " + PREDECESSOR_RESULT,
+            {"lease": lease_seconds, "task_id": task_id, "attempt": attempt,
+             "active": list(_ACTIVE_JOB), "lineage": list(lineage)},
         ).fetchone()
 
     def renew_lease(self, conn: psycopg.Connection, task_id: str, attempt: int,
@@ -270,15 +281,18 @@ class TaskRepository:
 
     def cancel_orphans(self, conn: psycopg.Connection, job_id: Optional[str] = None) -> int:
         """Cancel processing tasks of ended jobs whose lease lapsed: their worker died
-        after the job ended, and nothing else would end them."""
+        after the job ended, and nothing else would end them. Without job_id: of the jobs
+        that failed in the last day (only a failed job can end with tasks running; its
+        running tasks end, or their leases lapse, within a task timeout plus a lease)."""
         sql = ("UPDATE app.tasks t SET status = 'cancelled', updated_at = now()"
                " FROM app.jobs j WHERE j.job_id = t.parent_job_id"
-               " AND t.status = 'processing' AND t.lease_expires_at < now()"
-               " AND j.status NOT IN ('queued', 'processing')")
+               " AND t.status = 'processing' AND t.lease_expires_at < now()")
         params: list[Any] = []
         if job_id is not None:
-            sql += " AND t.parent_job_id = %s"
+            sql += " AND j.status NOT IN ('queued', 'processing') AND t.parent_job_id = %s"
             params.append(job_id)
+        else:
+            sql += " AND j.status = 'failed' AND j.updated_at > now() - interval '1 day'"
         return conn.execute(sql, params).rowcount
 
     def claim_lapsed(self, conn: psycopg.Connection, task_id: str, attempt: int,
@@ -296,14 +310,18 @@ class TaskRepository:
             (lease_seconds, task_id, attempt),
         ).fetchone()
 
+    # The sweeper's scans start from the active jobs (jobs_status_idx) and reach their
+    # tasks by (parent_job_id, ...): no index on the tasks' status, which would make every
+    # task update write index entries (see migration 0004).
     def lapsed_leases(self, conn: psycopg.Connection, limit: int) -> list[dict[str, Any]]:
-        """Processing tasks whose worker stopped renewing their lease (candidates only:
-        the caller claims each one conditionally)."""
+        """Processing tasks of active jobs whose worker stopped renewing their lease
+        (candidates only: the caller claims each one conditionally)."""
         return conn.execute(
-            "SELECT t.task_id, j.attempt FROM app.tasks t JOIN app.jobs j"
-            " ON j.job_id = t.parent_job_id"
-            " WHERE t.status = 'processing' AND t.lease_expires_at < now()"
-            " ORDER BY t.lease_expires_at LIMIT %s", (limit,),
+            "SELECT t.task_id, j.attempt FROM app.jobs j JOIN app.tasks t"
+            " ON t.parent_job_id = j.job_id"
+            " WHERE j.status = ANY(%s)"
+            " AND t.status = 'processing' AND t.lease_expires_at < now()"
+            " ORDER BY t.lease_expires_at LIMIT %s", (list(_ACTIVE_JOB), limit),
         ).fetchall()
 
     def stale_queued(

@@ -3,6 +3,7 @@ at a time, with every outcome of a batch recorded in one transaction."""
 
 from __future__ import annotations
 
+import json
 import threading
 
 import pytest
@@ -125,7 +126,8 @@ def test_a_batch_of_tasks_costs_a_fixed_number_of_commits(database, batch_engine
     # when the 50 messages run as one batch,
     batch_engine.machine.handle_task_batch([(m.body, m.message_id) for m in messages])
     # then the engine committed a handful of transactions, not one or two per task:
-    # the claim, the lineage read, the recording (which closes the stage and queues stage 2).
+    # the claim, the recording (which closes the stage and queues stage 2), and what the
+    # closing stage sends after it.
     assert commits(database) - before <= 4
 
 
@@ -166,3 +168,38 @@ def test_a_task_past_its_timeout_fails_alone_and_retries(database, batch_engine,
     tasks = stored(database, job["job_id"], 1)
     assert [t["retry_count"] for t in tasks] == [0, 1, 0]
     assert (1, 1) in runs and (2, 0) in runs
+
+
+@pytest.mark.parametrize("stage", [1, 2])
+def test_a_batch_costs_two_engine_transactions_lineage_included(
+        database, database_url, batch_engine, tmp_path, monkeypatch, stage):
+    from infrastructure import db as db_module, sql_stats
+    from infrastructure.db import Database
+
+    # Given a 40-task hello_world job at the given stage (stage 2 reads lineage),
+    job_id = batch_engine.submit("hello_world", {"n": 40})["job_id"]
+    batch_engine.deliver("geospatial-jobs")
+    if stage == 2:
+        batch_engine.deliver(TASKS_QUEUE)
+        batch_engine.deliver("geospatial-jobs")
+    messages = batch_engine.queue.receive(TASKS_QUEUE, 20)  # half: the stage stays open
+    assert {json.loads(m.body)["stage"] for m in messages} == {stage}
+    # When the 20 messages run as one batch on a connection that counts,
+    sql_stats.reset()
+    counted = Database(database_url, min_size=1, max_size=2,
+                       stats_file=str(tmp_path / "sql")).open()
+    monkeypatch.setattr(db_module, "_database", counted)  # the engine's, not the queue's
+    try:
+        outcomes = batch_engine.machine.handle_task_batch(
+            [(m.body, m.message_id) for m in messages])
+        stats = sql_stats.snapshot()
+    finally:
+        monkeypatch.setattr(db_module, "_database", database)
+        counted.close()
+        sql_stats.reset(stop=True)
+    # Then the engine committed exactly two transactions: the claim (which reads the
+    # predecessors' results too) and the recording.
+    assert outcomes == ["completed"] * 20
+    assert stats["transactions"]["engine"] == 2, stats["by_statement"]
+    replies = batch_engine.status(job_id)["stages"][stage - 1]
+    assert replies["completed"] == 20

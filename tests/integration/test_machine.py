@@ -117,12 +117,14 @@ def test_hello_world_makes_n_greetings_and_n_replies(engine):
     assert result["tasks_total"] == 10
 
 
-def test_a_lineage_stage_gets_its_predecessors_result(database, engine):
+@pytest.mark.parametrize("mode", ["single", "batch"])
+def test_a_lineage_stage_gets_its_predecessors_result(database, engine, batch_engine, mode):
     # Given a reply handler that returns what the engine handed it,
     def reply(params, context):
         return {"reply": "r", "predecessor": context.get("predecessor_result")}
 
-    job = engine.with_jobs(ALL_JOBS, {**ALL_HANDLERS, "hello_world_reply": reply}).run(
+    runner = {"single": engine, "batch": batch_engine}[mode]
+    job = runner.with_jobs(ALL_JOBS, {**ALL_HANDLERS, "hello_world_reply": reply}).run(
         "hello_world", {"n": 4})
     assert job["status"] == "completed", job["error_details"]
     # Then each reply i received greeting i's whole result (match_previous with lineage).
