@@ -177,7 +177,7 @@ class TaskBatchProcessor:
                 finished.append(run)
         closures = []
         with get_database().transaction() as conn:
-            rows = self.repo.record(
+            rows, recorded = self.repo.record(
                 conn, [r.task["task_id"] for r in finished], [r.attempt for r in finished],
                 ["completed" if r.error is None else "failed" for r in finished],
                 [r.result if r.error is None else classify(r.error).as_result()
@@ -190,12 +190,11 @@ class TaskBatchProcessor:
                                     settings.task_retry_cap_seconds)
                 self.state.retry_task_in(conn, run.task, run.attempt, info.as_result(),
                                          info.message, delay)
-            # Only failures recorded now fail their job (not a repeat, nor a worker of an
-            # attempt the job has left behind).
-            failed_jobs = {row["job_id"] for row in rows if row["newly_failed"]}
+            # Only failures recorded now fail their job, and name it (not a repeat, nor a
+            # worker of an attempt the job has left behind).
             first_failure = {}
             for run in sorted(failures, key=lambda r: r.task["task_id"]):
-                if run.task["parent_job_id"] in failed_jobs:
+                if run.task["task_id"] in recorded:
                     first_failure.setdefault(run.task["parent_job_id"], run)
             closing = {}
             for row in rows:

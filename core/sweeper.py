@@ -8,7 +8,9 @@ while other instances sweep, since every step is conditional or skips locked row
   past their retries (which fails the job);
 - queued tasks whose message was lost long ago: their message sent again;
 - jobs that reached a stage long ago but never opened it (the queue dead-lettered the job
-  message that opens it): that message sent again, with its own message id;
+  message that opens it): that message sent again, with the same message id (Service Bus
+  drops it if the original was sent within its duplicate detection window; the job is
+  then found again 10 sweep periods later);
 - jobs whose last stage closed but that were never finalized: finalized.
 """
 

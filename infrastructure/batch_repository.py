@@ -32,7 +32,8 @@ class BatchRepository:
             " FROM app.jobs j,"
             " jsonb_to_recordset(%(batch)s) AS m(task_id text, attempt int)"
             " WHERE t.task_id = m.task_id AND j.job_id = t.parent_job_id"
-            " AND j.attempt = m.attempt AND j.status IN ('queued', 'processing')"
+            " AND j.attempt = m.attempt AND t.attempt = m.attempt"
+            " AND j.status IN ('queued', 'processing')"
             " AND (t.status = 'queued' OR (t.status = 'processing'"
             "      AND t.lease_expires_at < now()))"
             " RETURNING t.task_id, t.parent_job_id, t.job_type, t.task_type, t.stage,"
@@ -57,12 +58,13 @@ class BatchRepository:
     def record(
         self, conn: psycopg.Connection, task_ids: list[str], attempts: list[int],
         statuses: list[str], results: list[Optional[dict]], errors: list[Optional[str]],
-    ) -> list[dict[str, Any]]:
+    ) -> tuple[list[dict[str, Any]], set[str]]:
         """Record outcomes of unfinished tasks of the given attempts and count them off
         their stages (within the caller's transaction): a task finished already, or now
-        another attempt's, is left alone. Returns the stage rows changed, with `newly_failed`. Rows are
-        locked in a fixed order (tasks by id, then stages by job and number), so concurrent
-        batches cannot deadlock on each other."""
+        another attempt's, is left alone. Returns the stage rows changed, with
+        `newly_failed`, and the ids of the tasks recorded. Rows are locked in a fixed order
+        (tasks by id, then stages by job and number), so concurrent batches cannot deadlock
+        on each other."""
         conn.execute(
             "SELECT 1 FROM app.tasks WHERE task_id IN"
             " (SELECT jsonb_array_elements_text(%s)) ORDER BY task_id FOR UPDATE",
@@ -75,7 +77,7 @@ class BatchRepository:
             "  result jsonb, error text)"
             " WHERE t.task_id = d.task_id AND t.attempt = d.attempt"
             " AND t.status NOT IN ('completed', 'failed', 'cancelled')"
-            " RETURNING t.parent_job_id, t.stage, t.status",
+            " RETURNING t.task_id, t.parent_job_id, t.stage, t.status",
             (records(task_id=task_ids, attempt=attempts, status=statuses, result=results,
                      error=errors),),
         ).fetchall()
@@ -84,8 +86,9 @@ class BatchRepository:
             count = counts.setdefault((row["parent_job_id"], row["stage"]), [0, 0])
             count[0] += 1
             count[1] += row["status"] == "failed"
+        recorded = {row["task_id"] for row in done}
         if not counts:
-            return []
+            return [], recorded
         keys = sorted(counts)
         stages = records(job_id=[k[0] for k in keys], stage=[k[1] for k in keys],
                          n=[counts[k][0] for k in keys], f=[counts[k][1] for k in keys])
@@ -102,7 +105,7 @@ class BatchRepository:
             " WHERE s.job_id = c.job_id AND s.stage = c.stage"
             " RETURNING s.*, c.f AS newly_failed",
             (stages,),
-        ).fetchall()
+        ).fetchall(), recorded
 
     def renew_leases(self, conn: psycopg.Connection, task_ids: list[str],
                      attempts: list[int], lease_seconds: float) -> None:

@@ -234,7 +234,8 @@ class TaskRepository:
             " lease_expires_at = now() + make_interval(secs => %(lease)s), updated_at = now()"
             " FROM app.jobs j"
             " WHERE t.task_id = %(task_id)s AND j.job_id = t.parent_job_id"
-            " AND j.attempt = %(attempt)s AND j.status = ANY(%(active)s)"
+            " AND j.attempt = %(attempt)s AND t.attempt = %(attempt)s"
+            " AND j.status = ANY(%(active)s)"
             " AND (t.status = 'queued' OR (t.status = 'processing'"
             "      AND t.lease_expires_at < now()))"
             " RETURNING t.*, j.parameters AS job_parameters, " + PREDECESSOR_RESULT,
@@ -282,7 +283,7 @@ class TaskRepository:
     def cancel_orphans(self, conn: psycopg.Connection, job_id: Optional[str] = None) -> int:
         """Cancel processing tasks of ended jobs whose lease lapsed: their worker died
         after the job ended, and nothing else would end them. Without job_id: of the jobs
-        that failed in the last day (only a failed job can end with tasks running; its
+        that failed in the last 7 days (only a failed job can end with tasks running; its
         running tasks end, or their leases lapse, within a task timeout plus a lease)."""
         sql = ("UPDATE app.tasks t SET status = 'cancelled', updated_at = now()"
                " FROM app.jobs j WHERE j.job_id = t.parent_job_id"
@@ -292,7 +293,7 @@ class TaskRepository:
             sql += " AND j.status NOT IN ('queued', 'processing') AND t.parent_job_id = %s"
             params.append(job_id)
         else:
-            sql += " AND j.status = 'failed' AND j.updated_at > now() - interval '1 day'"
+            sql += " AND j.status = 'failed' AND j.updated_at > now() - interval '7 days'"
         return conn.execute(sql, params).rowcount
 
     def claim_lapsed(self, conn: psycopg.Connection, task_id: str, attempt: int,
@@ -304,37 +305,41 @@ class TaskRepository:
             " lease_expires_at = now() + make_interval(secs => %s), updated_at = now()"
             " FROM app.jobs j"
             " WHERE t.task_id = %s AND j.job_id = t.parent_job_id AND j.attempt = %s"
-            " AND j.status IN ('queued', 'processing')"
+            " AND t.attempt = j.attempt AND j.status IN ('queued', 'processing')"
             " AND t.status = 'processing' AND t.lease_expires_at < now()"
             " RETURNING t.*, j.parameters AS job_parameters",
             (lease_seconds, task_id, attempt),
         ).fetchone()
 
     # The sweeper's scans start from the active jobs (jobs_status_idx) and reach their
-    # tasks by (parent_job_id, ...): no index on the tasks' status, which would make every
-    # task update write index entries (see migration 0004).
+    # tasks by (parent_job_id, ...) (LATERAL: a nested loop, never a scan of all tasks):
+    # no index on the tasks' status, which would make every task update write index
+    # entries (see migration 0004). Each pass reads the active jobs' tasks.
     def lapsed_leases(self, conn: psycopg.Connection, limit: int) -> list[dict[str, Any]]:
         """Processing tasks of active jobs whose worker stopped renewing their lease
         (candidates only: the caller claims each one conditionally)."""
         return conn.execute(
-            "SELECT t.task_id, j.attempt FROM app.jobs j JOIN app.tasks t"
-            " ON t.parent_job_id = j.job_id"
-            " WHERE j.status = ANY(%s)"
-            " AND t.status = 'processing' AND t.lease_expires_at < now()"
-            " ORDER BY t.lease_expires_at LIMIT %s", (list(_ACTIVE_JOB), limit),
+            "SELECT t.task_id, j.attempt FROM app.jobs j CROSS JOIN LATERAL ("
+            "  SELECT task_id, lease_expires_at FROM app.tasks"
+            "  WHERE parent_job_id = j.job_id AND status = 'processing'"
+            "  AND lease_expires_at < now() ORDER BY lease_expires_at LIMIT %(n)s) t"
+            " WHERE j.status = ANY(%(active)s)"
+            " ORDER BY t.lease_expires_at LIMIT %(n)s",
+            {"active": list(_ACTIVE_JOB), "n": limit},
         ).fetchall()
 
     def stale_queued(
         self, conn: psycopg.Connection, older_than_seconds: float, limit: int
     ) -> list[dict[str, Any]]:
-        """Queued tasks of active jobs due long ago: their message may be lost."""
+        """Queued tasks of active jobs due long ago: their message may be lost. Locked,
+        skipping rows others hold."""
         return conn.execute(
-            "SELECT t.*, j.attempt FROM app.tasks t JOIN app.jobs j"
-            " ON j.job_id = t.parent_job_id"
-            " WHERE t.status = 'queued' AND j.status = ANY(%s)"
-            " AND t.due_at < now() - make_interval(secs => %s)"
-            " ORDER BY t.due_at LIMIT %s FOR UPDATE OF t SKIP LOCKED",
-            (list(_ACTIVE_JOB), older_than_seconds, limit),
+            "SELECT t.* FROM app.jobs j CROSS JOIN LATERAL ("
+            "  SELECT * FROM app.tasks WHERE parent_job_id = j.job_id AND status = 'queued'"
+            "  AND due_at < now() - make_interval(secs => %(older)s)"
+            "  ORDER BY due_at LIMIT %(n)s FOR UPDATE SKIP LOCKED) t"
+            " WHERE j.status = ANY(%(active)s) ORDER BY t.due_at LIMIT %(n)s",
+            {"older": older_than_seconds, "n": limit, "active": list(_ACTIVE_JOB)},
         ).fetchall()
 
     def touch_due(self, conn: psycopg.Connection, task_ids: list[str]) -> None:

@@ -5,6 +5,10 @@
 ALTER TABLE app.tasks ADD COLUMN attempt integer NOT NULL DEFAULT 1;
 UPDATE app.tasks t SET attempt = j.attempt
   FROM app.jobs j WHERE j.job_id = t.parent_job_id AND j.attempt <> 1;
+-- No default from now on: an instance still running the previous code during a rolling
+-- deploy cannot insert tasks with a wrong attempt (its insert fails, and its job message
+-- is delivered again, to an instance that sets it).
+ALTER TABLE app.tasks ALTER COLUMN attempt DROP DEFAULT;
 
 -- A poison message is recorded once, however often it is delivered (a host can die after
 -- recording it but before completing it). Message ids name one logical delivery.

@@ -203,3 +203,31 @@ def test_a_batch_costs_two_engine_transactions_lineage_included(
     assert stats["transactions"]["engine"] == 2, stats["by_statement"]
     replies = batch_engine.status(job_id)["stages"][stage - 1]
     assert replies["completed"] == 20
+
+
+def test_a_batch_names_only_a_recorded_failure_as_its_jobs_cause(database, batch_engine):
+    from core.models import TaskStatus
+    from jobs import ALL_JOBS
+    from services import ALL_HANDLERS
+
+    machine = batch_engine.machine
+
+    def greet(params, context):
+        if context["task_index"] == 0:
+            # Another worker (its lease had lapsed) finished task 0 meanwhile.
+            machine.state_manager.complete_task(context["task_id"], TaskStatus.COMPLETED,
+                                                {"by": "another worker"}, None, attempt=1)
+        raise ValueError(f"task {context['task_index']} broke")
+
+    eng = batch_engine.with_jobs(ALL_JOBS, {**ALL_HANDLERS, "hello_world_greeting": greet})
+    machine = eng.machine
+    job_id = eng.submit("hello_world", {"n": 2})["job_id"]
+    eng.deliver("geospatial-jobs")
+    # When both tasks fail in one batch, but only task 1's failure is recorded,
+    eng.deliver(TASKS_QUEUE)
+    job = eng.status(job_id)
+    # Then the job fails naming task 1, not task 0 (which completed).
+    assert job["status"] == "failed"
+    assert task_id_for(job_id, 1, 1) in job["error_details"], job["error_details"]
+    assert task_id_for(job_id, 1, 0) not in job["error_details"], job["error_details"]
+    assert job["stages"][0]["completed"] == 1 and job["stages"][0]["failed"] == 1

@@ -84,3 +84,16 @@ def test_the_migration_lock_is_released_afterwards(empty_database_url):
             " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
         ).fetchone()[0]
     assert held == 0
+
+
+def test_a_task_cannot_be_stored_without_its_attempt(database):
+    # An instance still on the previous code (which did not set it) during a rolling
+    # deploy: its insert fails, rather than store a task of the wrong attempt.
+    import psycopg
+
+    with database.connection() as conn:
+        conn.execute("INSERT INTO app.jobs (job_id, job_type, total_stages, attempt)"
+                     " VALUES ('j', 'hello_world', 2, 2)")
+        with pytest.raises(psycopg.errors.NotNullViolation):
+            conn.execute("INSERT INTO app.tasks (task_id, parent_job_id, job_type, task_type,"
+                         " stage, task_index) VALUES ('j-s1-t0', 'j', 'hello_world', 'x', 1, 0)")
