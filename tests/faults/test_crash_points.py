@@ -168,7 +168,7 @@ def test_a_kill_inside_the_submit_transaction_leaves_neither_record_nor_message(
     assert outcome and isinstance(outcome[0], Exception), outcome
     # Then neither the job nor its message exists (one transaction),
     assert world.counts() == {"active_jobs": 0, "messages": 0, "outbox": 0,
-                              "running_tasks": 0}
+                              "running_tasks": 0, "orphan_tasks": 0}
     # And the client's retry creates the job, which runs once.
     world.probes.release()
     world.cluster.start()

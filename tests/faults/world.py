@@ -69,7 +69,12 @@ class FaultWorld:
                 "  AS messages,"
                 " (SELECT count(*) FROM app.outbox)::int AS outbox,"
                 " (SELECT count(*) FROM app.tasks WHERE status = 'processing'"
-                "  AND lease_expires_at >= now())::int AS running_tasks"
+                "  AND lease_expires_at >= now())::int AS running_tasks,"
+                # a task of an ended job whose worker died: the next sweep cancels it, so
+                # wait for that sweep (a task it never cancels makes wait_quiet time out)
+                " (SELECT count(*) FROM app.tasks t JOIN app.jobs j"
+                "  ON j.job_id = t.parent_job_id WHERE t.status = 'processing'"
+                "  AND j.status NOT IN ('queued', 'processing'))::int AS orphan_tasks"
             ).fetchone()
 
     def wait_quiet(self, timeout: float = 60.0) -> Snapshot:
