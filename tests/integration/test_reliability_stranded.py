@@ -6,9 +6,6 @@ Poison messages delivered again are recorded once."""
 
 from __future__ import annotations
 
-import threading
-from concurrent.futures import ThreadPoolExecutor
-
 import pytest
 
 from config import JOBS_QUEUE, TASKS_QUEUE
@@ -20,6 +17,7 @@ from jobs import ALL_JOBS
 from services import ALL_HANDLERS
 from tests.harness import EngineHarness
 from tests.integration.test_reliability_outbox import RecordingFlakyQueue, hello_job_id
+from tests.integration.test_reliability_sweeper import sweep_concurrently
 
 
 def sql(database, statement: str, *params) -> list[dict]:
@@ -81,14 +79,7 @@ def test_concurrent_sweeps_resend_each_stranded_job_once(database, engine):
     job_ids = [engine.submit("hello_world", {"n": n})["job_id"] for n in (1, 2, 3)]
     for job_id in job_ids:
         dead_lettered_long_ago(database, job_id)
-    barrier = threading.Barrier(6)
-
-    def sweep(_):
-        barrier.wait()
-        return Sweeper(CoreMachine(ALL_JOBS, ALL_HANDLERS)).sweep()
-
-    with ThreadPoolExecutor(6) as pool:
-        reports = list(pool.map(sweep, range(6)))
+    reports = sweep_concurrently(6)
     assert sum(r["stranded_jobs_resent"] for r in reports) == 3
     assert sorted(live_job_messages(database)) == sorted(f"{j}:a1:s1" for j in job_ids)
     engine.drain()

@@ -58,6 +58,19 @@ def message_lost(database, task_id: str) -> None:
         task_id)
 
 
+def sweep_concurrently(count: int) -> list[dict[str, int]]:
+    """`count` sweepers, each with its own machine, released at the same instant; their
+    reports."""
+    barrier = threading.Barrier(count)
+
+    def sweep(_):
+        barrier.wait()
+        return Sweeper(CoreMachine(ALL_JOBS, ALL_HANDLERS)).sweep()
+
+    with ThreadPoolExecutor(count) as pool:
+        return list(pool.map(sweep, range(count)))
+
+
 def stage_one_open(engine, n: int) -> str:
     job_id = engine.submit("hello_world", {"n": n})["job_id"]
     engine.deliver(JOBS_QUEUE)
@@ -176,14 +189,7 @@ def test_concurrent_sweeps_resend_each_lost_message_once(database, engine):
     for task_id in lost:
         message_lost(database, task_id)
     # When six sweepers run at once,
-    barrier = threading.Barrier(6)
-
-    def sweep(_):
-        barrier.wait()
-        return Sweeper(CoreMachine(ALL_JOBS, ALL_HANDLERS)).sweep()
-
-    with ThreadPoolExecutor(6) as pool:
-        reports = list(pool.map(sweep, range(6)))
+    reports = sweep_concurrently(6)
     # Then each lost message was sent again by exactly one of them,
     assert sum(r["stale_tasks_resent"] for r in reports) == 7
     assert sorted(task_messages(database)) == sorted(f"{t}:a1:r0" for t in lost)
