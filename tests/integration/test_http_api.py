@@ -8,29 +8,11 @@ import json
 import azure.functions as func
 import pytest
 
-from triggers import health, http_jobs
+from tests.http_calls import call, status, submit
+from triggers import health
 
-submit_fn = http_jobs.submit.build().get_user_function()
-status_fn = http_jobs.status.build().get_user_function()
 health_fn = health.health.build().get_user_function()
 details_fn = health.health_details.build().get_user_function()
-
-
-def submit(job_type: str, body: bytes | str = b"", content_type: str | None = "application/json"):
-    if isinstance(body, str):
-        body = body.encode("utf-8")
-    headers = {"content-type": content_type} if content_type else {}
-    req = func.HttpRequest("POST", f"/api/jobs/submit/{job_type}", headers=headers,
-                           route_params={"job_type": job_type}, body=body)
-    resp = submit_fn(req)
-    return resp.status_code, json.loads(resp.get_body())
-
-
-def status(job_id: str):
-    req = func.HttpRequest("GET", f"/api/jobs/status/{job_id}", route_params={"job_id": job_id},
-                           body=b"")
-    resp = status_fn(req)
-    return resp.status_code, json.loads(resp.get_body())
 
 
 def job_count(database) -> int:
@@ -157,8 +139,7 @@ def test_unknown_job_id_is_404(database):
 
 
 def get(fn, path):
-    resp = fn(func.HttpRequest("GET", path, body=b""))
-    return resp.status_code, json.loads(resp.get_body())
+    return call(fn, func.HttpRequest("GET", path, body=b""))
 
 
 def test_health_says_only_up(database):

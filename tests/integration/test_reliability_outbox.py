@@ -5,7 +5,6 @@ sweeper's timer trigger runs the sweep."""
 
 from __future__ import annotations
 
-import json
 
 import azure.functions as func
 import pytest
@@ -20,10 +19,10 @@ from exceptions import QueueError
 from infrastructure.queues import QueueSender, set_queue
 from jobs.hello_world import HelloWorldJob
 from tests.harness import EngineHarness
+from tests.http_calls import submit_json
 from tests.integration.sample_jobs import ITEMS_HANDLERS, SAMPLE_JOBS
-from triggers import http_jobs, sweeper
+from triggers import sweeper
 
-SUBMIT_FN = http_jobs.submit.build().get_user_function()
 SWEEP_FN = sweeper.sweep.build().get_user_function()
 PARAMS = {"n": 2}
 
@@ -46,15 +45,6 @@ class RecordingFlakyQueue(QueueSender):
         self.inner.send(queue_name, messages)
 
 
-def http_submit(params: dict) -> tuple[int, dict]:
-    req = func.HttpRequest("POST", "/api/jobs/submit/hello_world",
-                           headers={"content-type": "application/json"},
-                           route_params={"job_type": "hello_world"},
-                           body=json.dumps(params).encode())
-    response = SUBMIT_FN(req)
-    return response.status_code, json.loads(response.get_body())
-
-
 def rows(database, table: str) -> list[dict]:
     with database.connection() as conn:
         return conn.execute(f"SELECT queue_name, message_id FROM app.{table} ORDER BY id"
@@ -75,7 +65,7 @@ def outage(engine) -> RecordingFlakyQueue:
 
 def submitted_during_an_outage(database) -> str:
     # When a job is submitted over HTTP while the queue is down,
-    code, body = http_submit(PARAMS)
+    code, body = submit_json("hello_world", PARAMS)
     # Then the caller is told to try again, but the job and its first message are stored.
     assert code == 503, body
     job_id = hello_job_id(PARAMS)
@@ -92,7 +82,7 @@ def submitted_during_an_outage(database) -> str:
 def test_a_resubmit_after_a_failed_send_sends_the_stored_message(database, engine, outage):
     job_id = submitted_during_an_outage(database)
     # When the caller submits again once the queue is back,
-    code, body = http_submit(PARAMS)
+    code, body = submit_json("hello_world", PARAMS)
     assert code == 200 and body["job_id"] == job_id and body["status"] == "queued"
     # Then the stored message is sent, with its id, and the job runs to the end.
     assert rows(database, "outbox") == []

@@ -5,11 +5,9 @@ attempt."""
 
 from __future__ import annotations
 
-import json
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
-import azure.functions as func
 import pytest
 
 from config import JOBS_QUEUE, TASKS_QUEUE, reset_settings
@@ -19,9 +17,8 @@ from core.submission import submit_job
 from infrastructure.repositories import TaskRepository
 from jobs import ALL_JOBS
 from services import ALL_HANDLERS
-from triggers import http_jobs
+from tests.http_calls import submit_json
 
-SUBMIT_FN = http_jobs.submit.build().get_user_function()
 FAILING = {"n": 2, "failure_rate": 1.0}
 
 
@@ -29,15 +26,6 @@ FAILING = {"n": 2, "failure_rate": 1.0}
 def no_retries(monkeypatch):
     monkeypatch.setenv("TASK_MAX_RETRIES", "0")
     reset_settings()
-
-
-def http_submit(params: dict) -> tuple[int, dict]:
-    req = func.HttpRequest("POST", "/api/jobs/submit/hello_world",
-                           headers={"content-type": "application/json"},
-                           route_params={"job_type": "hello_world"},
-                           body=json.dumps(params).encode())
-    response = SUBMIT_FN(req)
-    return response.status_code, json.loads(response.get_body())
 
 
 def job_messages(database) -> list[str]:
@@ -150,18 +138,18 @@ def test_a_late_message_for_a_task_the_new_attempt_has_not_made_yet_is_ignored(
 def test_over_http_a_rerun_is_201_and_an_existing_job_200(database, engine, no_retries):
     # A failed job's parameters: 201, attempt 2.
     job_id = failed_job(engine)["job_id"]
-    code, body = http_submit(FAILING)
+    code, body = submit_json("hello_world", FAILING)
     assert code == 201, body
     assert (body["job_id"], body["attempt"], body["idempotent"]) == (job_id, 2, False)
     assert "running again as attempt 2" in body["message"]
     # The same parameters while it runs: 200 with its status.
     engine.deliver(JOBS_QUEUE)
-    code, body = http_submit(FAILING)
+    code, body = submit_json("hello_world", FAILING)
     assert code == 200, body
     assert (body["status"], body["attempt"], body["idempotent"]) == ("processing", 2, True)
     # A completed job's parameters: 200 with its result.
     done = engine.run("hello_world", {"n": 1})
-    code, body = http_submit({"n": 1})
+    code, body = submit_json("hello_world", {"n": 1})
     assert code == 200, body
     assert (body["job_id"], body["status"]) == (done["job_id"], "completed")
     assert body["result_data"] == done["result_data"]
