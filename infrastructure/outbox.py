@@ -21,6 +21,8 @@ logger = logging.getLogger(__name__)
 
 
 class Outbox:
+    chunk_size = 5000  # messages per flush transaction
+
     def __init__(self, queue: Callable[[], QueueSender], database: Callable[[], Database]):
         self._queue = queue
         self._database = database
@@ -54,14 +56,25 @@ class Outbox:
 
     def flush(self, job_id: Optional[str] = None, older_than_seconds: float = 0.0) -> int:
         """Send pending messages (of one job, or all older than a given age) and delete
-        them; returns how many were sent. Raises if a send fails: the rows stay."""
+        them; returns how many were sent. Works in chunks of `chunk_size`, one transaction
+        each, until none is left (a stage of 50,000 tasks is sent at once, not a chunk per
+        sweep). Raises if a send fails: that chunk's rows, and the rest, stay."""
+        sent = 0
+        while True:
+            count = self._flush_chunk(job_id, older_than_seconds)
+            sent += count
+            if count < self.chunk_size:
+                return sent
+
+    def _flush_chunk(self, job_id: Optional[str], older_than_seconds: float) -> int:
         queue = self._queue()
         sql = ("SELECT * FROM app.outbox WHERE created_at <= now() - make_interval(secs => %s)")
         params: list = [older_than_seconds]
         if job_id is not None:
             sql += " AND job_id = %s"
             params.append(job_id)
-        sql += " ORDER BY id LIMIT 5000 FOR UPDATE SKIP LOCKED"
+        sql += " ORDER BY id LIMIT %s FOR UPDATE SKIP LOCKED"
+        params.append(self.chunk_size)
         with self._database().transaction() as conn:
             rows = conn.execute(sql, params).fetchall()
             if not rows:

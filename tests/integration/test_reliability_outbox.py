@@ -5,6 +5,7 @@ sweeper's timer trigger runs the sweep."""
 
 from __future__ import annotations
 
+import time
 
 import azure.functions as func
 import pytest
@@ -16,6 +17,7 @@ from core.models import TaskQueueMessage
 from core.orchestration_manager import task_id_for
 from core.sweeper import Sweeper
 from exceptions import QueueError
+from infrastructure.outbox import Outbox
 from infrastructure.queues import QueueSender, set_queue
 from jobs.hello_world import HelloWorldJob
 from tests.harness import EngineHarness
@@ -158,3 +160,48 @@ def test_the_sweeper_is_registered_as_a_timer_trigger_every_minute():
     [binding] = function.get_bindings_dict()["bindings"]
     assert function.get_function_name() == "sweep"
     assert (binding["type"], binding["schedule"]) == ("timerTrigger", "0 */1 * * * *")
+
+
+def test_a_stage_larger_than_a_flush_chunk_is_sent_at_once(database, engine, monkeypatch):
+    # Given a queue that sends after commit (as Service Bus does) and flushes of 40 messages,
+    monkeypatch.setattr(Outbox, "chunk_size", 40)
+    flaky = RecordingFlakyQueue(engine.queue, fail_on=TASKS_QUEUE, failures=0)
+    eng = EngineHarness(CoreMachine(SAMPLE_JOBS, ITEMS_HANDLERS, queue=flaky), engine.queue)
+    job_id = eng.submit("items", {"count": 100})["job_id"]
+    eng.deliver(JOBS_QUEUE), eng.deliver(TASKS_QUEUE)  # stage 1 listed 100 items
+    # When the job message opens stage 2 (100 tasks),
+    eng.deliver(JOBS_QUEUE)
+    # Then all 100 task messages are sent by that delivery, in chunks, none left behind
+    # for the sweeper, and the job runs to the end.
+    assert rows(database, "outbox") == []
+    sends = [len(ids) for queue_name, ids, ok in flaky.attempts if queue_name == TASKS_QUEUE]
+    assert sends[-3:] == [40, 40, 20]
+    eng.drain()
+    assert eng.status(job_id)["status"] == "completed"
+
+
+def test_a_sweep_sends_every_chunk_a_failed_send_left(database, engine, monkeypatch):
+    # Given 100 task messages left in the outbox by failed sends, and flushes of 40,
+    monkeypatch.setattr(Outbox, "chunk_size", 40)
+    flaky = RecordingFlakyQueue(engine.queue, fail_on=TASKS_QUEUE, failures=0)
+    machine = CoreMachine(SAMPLE_JOBS, ITEMS_HANDLERS, queue=flaky)
+    eng = EngineHarness(machine, engine.queue)
+    job_id = eng.submit("items", {"count": 100})["job_id"]
+    eng.deliver(JOBS_QUEUE), eng.deliver(TASKS_QUEUE)
+    flaky.failures = 1
+    with pytest.raises(QueueError):
+        eng.deliver(JOBS_QUEUE)
+    engine.queue.receive(JOBS_QUEUE, 10)  # the job message is locked: only the sweep sends
+    assert len(rows(database, "outbox")) == 100
+    # When one sweep finds them old enough (and their tasks not yet stale: 10 s),
+    monkeypatch.setenv("SWEEP_AFTER_SECONDS", "1")
+    reset_settings()
+    time.sleep(1.1)
+    # Then it sends them all, each once.
+    assert Sweeper(machine).sweep()["messages_sent"] == 100
+    assert rows(database, "outbox") == []
+    sent = [m["message_id"] for m in rows(database, "queue_messages")
+            if m["queue_name"] == TASKS_QUEUE]
+    assert len(sent) == len(set(sent)) == 100
+    eng.drain()
+    assert eng.status(job_id)["status"] == "completed"
