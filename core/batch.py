@@ -140,6 +140,7 @@ class TaskBatchProcessor:
                         and now >= deadline:
                     # Python cannot stop the handler: leave its thread, run the rest anew.
                     worker.abandoned = True
+                    current.extra["cancelled"].set()
                     current.error = TaskTimeoutError(
                         f"handler for '{current.task['task_type']}' ran longer than its "
                         f"{timeout:g} s timeout")
@@ -148,9 +149,12 @@ class TaskBatchProcessor:
                 if now >= next_renewal:
                     with get_database().connection() as conn:
                         live = [r for r in pending if not r.done]
-                        self.repo.renew_leases(
+                        wanted = self.repo.renew_leases(
                             conn, [r.task["task_id"] for r in live],
                             [r.attempt for r in live], settings.task_lease_seconds)
+                    for run in live:  # its job ended meanwhile: ask its handler to stop
+                        if run.task["task_id"] not in wanted:
+                            run.extra["cancelled"].set()
                     next_renewal = now + renew_every
             pending = [r for r in pending if not r.done]
 

@@ -21,6 +21,11 @@ def base_context(task: dict[str, Any]) -> dict[str, Any]:
         "task_id": task["task_id"], "stage": task["stage"],
         "task_index": task["task_index"], "retry": task["retry_count"],
         "job_parameters": task["job_parameters"],
+        # Set when the engine no longer wants this run: its timeout passed, or its job
+        # ended (failed) or was resubmitted, noticed at the next lease renewal. A long
+        # handler checks it between units of work and returns early; what it returns
+        # then is discarded.
+        "cancelled": threading.Event(),
     }
 
 
@@ -61,8 +66,11 @@ def call_handler(
 ) -> dict[str, Any]:
     """handler(params, context) as a storable dict. Raises what the handler raised,
     TaskTimeoutError past timeout (the thread is left to finish on its own: Python cannot
-    stop it; its result is discarded), or ContractViolationError for a result that is not
-    a storable dict. renew() is called every renew_every seconds while it runs."""
+    stop it, so context["cancelled"] is set and its result discarded), or
+    ContractViolationError for a result that is not a storable dict. renew() is called
+    every renew_every seconds while it runs; when it returns False (the run is no longer
+    wanted), context["cancelled"] is set and the handler runs on to its end."""
+    cancelled = context.setdefault("cancelled", threading.Event())
     outcome: dict[str, Any] = {}
 
     def target() -> None:
@@ -81,8 +89,10 @@ def call_handler(
         if not thread.is_alive():
             break
         if time.monotonic() >= deadline:
+            cancelled.set()
             raise TaskTimeoutError(f"{source} ran longer than its {timeout:g} s timeout")
-        renew()
+        if not renew():
+            cancelled.set()
     if "error" in outcome:
         raise outcome["error"]
     result = outcome.get("value")

@@ -108,11 +108,16 @@ class BatchRepository:
         ).fetchall(), recorded
 
     def renew_leases(self, conn: psycopg.Connection, task_ids: list[str],
-                     attempts: list[int], lease_seconds: float) -> None:
-        conn.execute(
+                     attempts: list[int], lease_seconds: float) -> set[str]:
+        """Extend running tasks' leases; returns the ids whose run is still wanted (this
+        attempt's, still processing, of a job still active)."""
+        rows = conn.execute(
             "UPDATE app.tasks t SET lease_expires_at = now() + make_interval(secs => %s),"
             " heartbeat = now() FROM jsonb_to_recordset(%s) AS m(task_id text, attempt int)"
             " WHERE t.task_id = m.task_id AND t.attempt = m.attempt"
-            " AND t.status = 'processing'",
+            " AND t.status = 'processing'"
+            " RETURNING t.task_id,"
+            "  (SELECT j.status FROM app.jobs j WHERE j.job_id = t.parent_job_id) AS job_status",
             (lease_seconds, records(task_id=task_ids, attempt=attempts)),
-        )
+        ).fetchall()
+        return {r["task_id"] for r in rows if r["job_status"] in ("queued", "processing")}

@@ -245,13 +245,17 @@ class TaskRepository:
 
     def renew_lease(self, conn: psycopg.Connection, task_id: str, attempt: int,
                     lease_seconds: float) -> bool:
-        cur = conn.execute(
-            "UPDATE app.tasks SET lease_expires_at = now() + make_interval(secs => %s),"
+        """Extend a running task's lease. True while its run is still wanted: the task is
+        this attempt's, still processing, and its job still active."""
+        row = conn.execute(
+            "UPDATE app.tasks t SET lease_expires_at = now() + make_interval(secs => %s),"
             " heartbeat = now()"
-            " WHERE task_id = %s AND attempt = %s AND status = 'processing'",
+            " WHERE task_id = %s AND attempt = %s AND status = 'processing'"
+            " RETURNING (SELECT j.status FROM app.jobs j WHERE j.job_id = t.parent_job_id)"
+            " AS job_status",
             (lease_seconds, task_id, attempt),
-        )
-        return cur.rowcount == 1
+        ).fetchone()
+        return row is not None and row["job_status"] in ("queued", "processing")
 
     def retry_task(
         self, conn: psycopg.Connection, task_id: str, attempt: int, error: dict[str, Any],
