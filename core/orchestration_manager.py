@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any, Optional
 
 from core.models import TaskDefinition
+from core.task_runner import storable_json
 from exceptions import ContractViolationError
 
 
@@ -68,6 +69,9 @@ class OrchestrationManager:
             tasks.append(TaskDefinition(
                 task_id=task_id_for(job_id, stage, index),
                 task_type=spec.get("task_type") or definition["task_type"],
-                stage=stage, task_index=index, parameters=params,
+                stage=stage, task_index=index,
+                # stored as jsonb: no NaN, no NUL (the job fails, naming the item)
+                parameters=storable_json(params, f"{job_class.__name__}."
+                                         f"create_tasks_for_stage({stage}) item {index}"),
             ))
         return tasks

@@ -360,7 +360,8 @@ class StateManager:
         stages = []
         for number in range(1, job["total_stages"] + 1):
             by_status = {c["status"]: c["n"] for c in counts if c["stage"] == number}
-            entry = {"stage": number, "total": sum(by_status.values())}
+            entry = {"stage": number, "state": _stage_state(job, number),
+                     "total": sum(by_status.values())}
             if job_class is not None:
                 entry["name"] = job_class.stages[number - 1]["name"]
             entry.update({s: by_status.get(s, 0) for s in TASK_STATUSES})
@@ -372,3 +373,13 @@ class StateManager:
         view["updated_at"] = job["updated_at"].isoformat()
         view["stages"] = stages
         return view
+
+
+def _stage_state(job: dict[str, Any], number: int) -> str:
+    """done (closed), running (the active job's current stage), pending (not reached),
+    failed (where a failed job stopped), not run (after it)."""
+    if str(number) in (job["stage_results"] or {}):
+        return "done"
+    if job["status"] in ("queued", "processing"):
+        return "running" if number == job["stage"] else "pending"
+    return "failed" if number == job["stage"] and job["status"] == "failed" else "not run"

@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from exceptions import JobValidationError
+
 
 @dataclass(frozen=True)
 class SubmitOutcome:
@@ -21,7 +23,12 @@ class SubmitOutcome:
 
 def submit_job(machine: Any, job_type: str, params: Any) -> SubmitOutcome:
     job_class = machine.job_class(job_type)
-    validated = job_class.validate_job_parameters(params)
+    try:
+        validated = job_class.validate_job_parameters(params)
+    except JobValidationError:
+        raise
+    except (ValueError, TypeError) as exc:  # a job's own check, across parameters
+        raise JobValidationError(f"{job_type}: {exc}") from exc
     job_id = job_class.generate_job_id(validated)
     existing = machine.state_manager.get_job(job_id)
     if existing is None:

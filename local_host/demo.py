@@ -39,7 +39,7 @@ def stage_line(stage: dict[str, Any]) -> str:
     done = stage.get("completed", 0) + stage.get("failed", 0)
     label = f"{stage['stage']} {stage.get('name', ''):<9}"
     if not total:
-        return f"{label} [{'.' * BAR_WIDTH}] waiting"
+        return f"{label} [{'.' * BAR_WIDTH}] {stage.get('state', 'waiting')}"
     filled = round(BAR_WIDTH * done / total)
     return (f"{label} [{'#' * filled}{'.' * (BAR_WIDTH - filled)}] {done}/{total}"
             f"  queued {stage.get('queued', 0)} running {stage.get('processing', 0)}"

@@ -13,7 +13,7 @@ import azure.functions as func
 
 from config import get_settings
 from core.submission import submit_job
-from exceptions import DatabaseError, JobValidationError, UnknownJobTypeError
+from exceptions import DatabaseError, JobValidationError, QueueError, UnknownJobTypeError
 
 from .http_utils import BadRequest, error_response, json_response, read_json_object
 from .runtime import core_machine
@@ -24,6 +24,7 @@ bp = func.Blueprint()
 
 JOB_ID_PATTERN = re.compile(r"^[0-9a-f]{64}$")
 UNAVAILABLE = "The service cannot reach its database or queue right now; try again shortly"
+FAILED = "The service failed to handle this request (its log has the cause); try again shortly"
 
 
 def _status_url(job_id: str) -> str:
@@ -46,12 +47,12 @@ def submit(req: func.HttpRequest) -> func.HttpResponse:
         schema = core_machine.jobs_registry[job_type].parameters_schema
         return error_response(400, str(exc), parameter=exc.parameter,
                               parameters_schema=schema)
-    except DatabaseError as exc:
+    except (DatabaseError, QueueError) as exc:
         logger.error("submit failed: %s", exc, extra={"job_type": job_type})
         return error_response(503, UNAVAILABLE)
     except Exception:  # an unexpected failure must not become a 500 or crash the host
         logger.exception("submit failed", extra={"job_type": job_type})
-        return error_response(503, UNAVAILABLE)
+        return error_response(503, FAILED)
     job = outcome.job
     payload = {
         "job_id": job["job_id"], "job_type": job["job_type"], "status": job["status"],

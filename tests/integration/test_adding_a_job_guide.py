@@ -50,3 +50,17 @@ def test_guide_job_rejects_a_missing_required_parameter(engine):
 
     with pytest.raises(JobValidationError, match="'max_y' is required"):
         job.validate_job_parameters({"min_x": 0, "min_y": 0, "max_x": 1})
+
+
+@pytest.mark.parametrize("params, message", [
+    ({"min_x": 2, "min_y": 0, "max_x": 0, "max_y": 1}, "min_x < max_x"),
+    ({"min_x": -180, "min_y": -90, "max_x": 180, "max_y": 90, "tile_size": 0.1},
+     "6480000 tiles; at most 10000"),
+])
+def test_guide_job_checks_rules_across_parameters(engine, params, message):
+    files, _ = guide_blocks()
+    job = load("tile_areas", files["jobs/tile_areas.py"]).TileAreasJob
+    from exceptions import JobValidationError
+
+    with pytest.raises(JobValidationError, match=message):
+        job.validate_job_parameters(params)

@@ -9,7 +9,9 @@ import azure.functions as func
 import pytest
 
 from tests.http_calls import call, status, submit
+from jobs.hello_world import HelloWorldJob
 from triggers import health
+from triggers.runtime import core_machine
 
 health_fn = health.health.build().get_user_function()
 details_fn = health.health_details.build().get_user_function()
@@ -31,9 +33,10 @@ def test_submit_creates_a_job_and_status_shows_it(database):
     for key in ("job_id", "job_type", "status", "stage", "total_stages", "parameters",
                 "stage_results", "result_data", "error_details", "created_at", "updated_at"):
         assert key in job
-    assert [s["stage"] for s in job["stages"]] == [1, 2]
+    assert [(s["stage"], s["name"], s["state"]) for s in job["stages"]] == [
+        (1, "greeting", "running"), (2, "reply", "pending")]
     assert all(isinstance(s[k], int) for s in job["stages"]
-               for k in ("total", "queued", "processing", "completed", "failed"))
+               for k in ("total", "queued", "processing", "completed", "failed", "cancelled"))
 
 
 def test_empty_body_means_all_defaults(database):
@@ -100,6 +103,29 @@ def test_validation_error_names_the_parameter_and_the_rules(database):
     assert code == 400
     assert body["parameter"] == "n"
     assert body["parameters_schema"]["n"] == {"type": "int", "min": 1, "max": 1000, "default": 3}
+
+
+def test_a_jobs_own_check_raising_value_error_is_a_400_naming_it(database, monkeypatch):
+    # Given a job whose validate_job_parameters checks across parameters with ValueError,
+    class RangeJob(HelloWorldJob):
+        job_type = "range_job"
+        parameters_schema = {"low": {"type": "int"}, "high": {"type": "int"}}
+
+        @classmethod
+        def validate_job_parameters(cls, params):
+            validated = super().validate_job_parameters(params)
+            if validated["low"] >= validated["high"]:
+                raise ValueError("low must be below high")
+            return validated
+
+    monkeypatch.setitem(core_machine.jobs_registry, "range_job", RangeJob)
+    # Then breaking that rule is a 400 naming it (not a 503 blaming the database),
+    code, body = submit("range_job", '{"low": 5, "high": 1}')
+    assert code == 400, body
+    assert body["error"] == "range_job: low must be below high"
+    assert body["parameters_schema"] == RangeJob.parameters_schema
+    # and nothing is stored.
+    assert job_count(database) == 0
 
 
 def test_oversized_body_is_413(database, monkeypatch):

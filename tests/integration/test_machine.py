@@ -6,6 +6,7 @@ from __future__ import annotations
 import random
 import threading
 from collections import Counter
+from datetime import datetime, timezone
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -21,7 +22,7 @@ from infrastructure.repositories import TaskRepository
 from jobs import ALL_JOBS
 from services import ALL_HANDLERS
 from tests.harness import EngineHarness
-from tests.integration.sample_jobs import ITEMS_HANDLERS, SAMPLE_JOBS
+from tests.integration.sample_jobs import ITEMS_HANDLERS, SAMPLE_JOBS, ItemsJob
 
 COUNT_KEYS = ("total", "queued", "processing", "completed", "failed")
 
@@ -75,6 +76,7 @@ def test_single_fan_out_and_fan_in_stages_pass_results_along(engine, count):
     assert result["stage_results"] == ["1", "2", "3"]
     assert [(s["name"], s["total"], s["completed"]) for s in job["stages"]] == [
         ("list", 1, 1), ("process", count, count), ("collect", 1, 1)]
+    assert [s["state"] for s in job["stages"]] == ["done"] * 3
     assert (job["stage"], job["stage_results"]["2"]["tasks"]) == (3, count)
 
 
@@ -177,6 +179,29 @@ def test_create_tasks_for_stage_raising_fails_the_job_with_the_cause(engine):
     assert job["error_details"] == ("Stage 2: BadStageTwoJob.create_tasks_for_stage failed: "
                                     "ValueError: cannot read the item list")
     assert [s["total"] for s in job["stages"]] == [1, 0, 0]
+
+
+def test_task_parameters_json_cannot_hold_fail_the_job_at_once(database, engine):
+    # Given a job whose stage 2 tasks carry NaN (jsonb cannot store it) and a datetime,
+    class NanParamsJob(ItemsJob):
+        job_type = "nan_params"
+
+        @staticmethod
+        def create_tasks_for_stage(stage, job_params, job_id, previous_results=None):
+            if stage == 1:
+                return [{"parameters": {"at": datetime(2026, 1, 2, tzinfo=timezone.utc)}}]
+            return [{"parameters": {"weight": float("nan")}}]
+
+    job = engine.with_jobs({"nan_params": NanParamsJob}, ITEMS_HANDLERS).run(
+        "nan_params", {"count": 1})
+    # Then the datetime was stored as text, and the NaN failed the job at once, named
+    # (not a job message failing until the queue dead-letters it, the job left running).
+    [task] = stored_tasks(database, job["job_id"], 1)
+    assert task["parameters"] == {"at": "2026-01-02 00:00:00+00:00"}
+    assert job["status"] == "failed"
+    assert job["error_details"].startswith(
+        "Stage 2: NanParamsJob.create_tasks_for_stage(2) item 0 returned a value JSON "
+        "cannot hold"), job["error_details"]
 
 
 def test_a_task_type_without_a_handler_fails_the_job(engine):

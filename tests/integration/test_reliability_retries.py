@@ -133,6 +133,7 @@ def test_a_task_failing_past_its_retries_fails_the_job_naming_task_stage_and_err
     assert task["result_data"]["error_category"] == "unknown"
     assert task["result_data"]["retryable"] is True
     assert [s["total"] for s in job["stages"]] == [1, 1, 0]  # stage 3 never opened
+    assert [s["state"] for s in job["stages"]] == ["done", "failed", "not run"]
     assert unfinished(database) == {"jobs": 0, "tasks": 0}
 
 
