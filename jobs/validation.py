@@ -17,7 +17,7 @@ SCHEMA_KEYS = ("type", "required", "default", "min", "max", "allowed", "descript
 _TYPE_WORDS = {"int": "an integer", "float": "a number", "str": "a string", "bool": "a boolean"}
 
 
-def _json_type(value: Any) -> str:
+def json_type(value: Any) -> str:
     if value is None:
         return "null"
     if isinstance(value, bool):
@@ -44,7 +44,7 @@ def _check_type(name: str, kind: str, value: Any) -> Any:
     }[kind]
     if not ok:
         raise JobValidationError(
-            f"Parameter '{name}' must be {_TYPE_WORDS[kind]}, got {_json_type(value)} "
+            f"Parameter '{name}' must be {_TYPE_WORDS[kind]}, got {json_type(value)} "
             f"({value!r})", name,
         )
     if kind == "float":
@@ -105,7 +105,7 @@ def validate_parameters(schema: dict[str, dict[str, Any]], params: Any) -> dict[
         params = {}
     if not isinstance(params, dict):
         raise JobValidationError(
-            f"Parameters must be a JSON object, got {_json_type(params)}", None
+            f"Parameters must be a JSON object, got {json_type(params)}", None
         )
     unknown = sorted(set(params) - set(schema))
     if unknown:

@@ -12,6 +12,8 @@ from typing import Any, Optional
 
 import azure.functions as func
 
+from jobs.validation import json_type
+
 MAX_DEPTH = 32
 
 
@@ -89,6 +91,7 @@ def read_json_object(req: func.HttpRequest, max_bytes: int) -> dict[str, Any]:
     except ValueError as exc:
         raise BadRequest(400, f"Body is not valid JSON: {exc}") from None
     if not isinstance(value, dict):
-        raise BadRequest(400, "Body must be a JSON object of parameters, e.g. {\"n\": 3}")
+        raise BadRequest(400, "Body must be a JSON object of parameters, e.g. "
+                         "{\"name\": value}, not " + json_type(value))
     _check_value(value, "", 1)
     return value
