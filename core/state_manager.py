@@ -20,6 +20,7 @@ from core.models import (
 )
 from core.orchestration_manager import previous_results_view
 from exceptions import ContractViolationError
+from infrastructure.batch_repository import BatchRepository
 from infrastructure.db import get_database
 from infrastructure.outbox import Outbox
 from infrastructure.queues import get_queue
@@ -221,8 +222,10 @@ class StateManager:
             return None, "task running elsewhere"
 
     def renew_lease(self, task_id: str, attempt: int, lease_seconds: float) -> bool:
+        """Extend a running task's lease; True while its run is still wanted."""
         with self.db.connection() as conn:
-            return self.tasks.renew_lease(conn, task_id, attempt, lease_seconds)
+            return task_id in BatchRepository().renew_leases(
+                conn, [task_id], [attempt], lease_seconds)
 
     def handler_context_data(
         self, task: dict[str, Any], lineage: bool, fan_in: bool
@@ -380,6 +383,6 @@ def _stage_state(job: dict[str, Any], number: int) -> str:
     failed (where a failed job stopped), not run (after it)."""
     if str(number) in (job["stage_results"] or {}):
         return "done"
-    if job["status"] in ("queued", "processing"):
+    if not JobStatus(job["status"]).is_terminal:
         return "running" if number == job["stage"] else "pending"
     return "failed" if number == job["stage"] and job["status"] == "failed" else "not run"

@@ -70,7 +70,7 @@ def call_handler(
     ContractViolationError for a result that is not a storable dict. renew() is called
     every renew_every seconds while it runs; when it returns False (the run is no longer
     wanted), context["cancelled"] is set and the handler runs on to its end."""
-    cancelled = context.setdefault("cancelled", threading.Event())
+    cancelled = context["cancelled"]  # from base_context
     outcome: dict[str, Any] = {}
 
     def target() -> None:

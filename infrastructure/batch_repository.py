@@ -9,7 +9,7 @@ from typing import Any, Optional
 import psycopg
 from psycopg.types.json import Jsonb
 
-from .repositories import PREDECESSOR_RESULT
+from .repositories import ACTIVE_JOB, PREDECESSOR_RESULT
 
 
 def records(**columns: list) -> Jsonb:
@@ -120,4 +120,4 @@ class BatchRepository:
             "  (SELECT j.status FROM app.jobs j WHERE j.job_id = t.parent_job_id) AS job_status",
             (lease_seconds, records(task_id=task_ids, attempt=attempts)),
         ).fetchall()
-        return {r["task_id"] for r in rows if r["job_status"] in ("queued", "processing")}
+        return {r["task_id"] for r in rows if r["job_status"] in ACTIVE_JOB}

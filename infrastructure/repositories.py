@@ -12,7 +12,7 @@ from psycopg.types.json import Jsonb
 from core.models import JobRecord, TaskDefinition
 
 _TERMINAL_TASK = ("completed", "failed", "cancelled")
-_ACTIVE_JOB = ("queued", "processing")
+ACTIVE_JOB = ("queued", "processing")
 
 # The previous stage's result of a claimed task whose stage uses lineage (the stages are
 # named "job_type:stage"), read by the claim itself: no query of its own per task or batch.
@@ -240,22 +240,8 @@ class TaskRepository:
             "      AND t.lease_expires_at < now()))"
             " RETURNING t.*, j.parameters AS job_parameters, " + PREDECESSOR_RESULT,
             {"lease": lease_seconds, "task_id": task_id, "attempt": attempt,
-             "active": list(_ACTIVE_JOB), "lineage": list(lineage)},
+             "active": list(ACTIVE_JOB), "lineage": list(lineage)},
         ).fetchone()
-
-    def renew_lease(self, conn: psycopg.Connection, task_id: str, attempt: int,
-                    lease_seconds: float) -> bool:
-        """Extend a running task's lease. True while its run is still wanted: the task is
-        this attempt's, still processing, and its job still active."""
-        row = conn.execute(
-            "UPDATE app.tasks t SET lease_expires_at = now() + make_interval(secs => %s),"
-            " heartbeat = now()"
-            " WHERE task_id = %s AND attempt = %s AND status = 'processing'"
-            " RETURNING (SELECT j.status FROM app.jobs j WHERE j.job_id = t.parent_job_id)"
-            " AS job_status",
-            (lease_seconds, task_id, attempt),
-        ).fetchone()
-        return row is not None and row["job_status"] in ("queued", "processing")
 
     def retry_task(
         self, conn: psycopg.Connection, task_id: str, attempt: int, error: dict[str, Any],
@@ -329,7 +315,7 @@ class TaskRepository:
             "  AND lease_expires_at < now() ORDER BY lease_expires_at LIMIT %(n)s) t"
             " WHERE j.status = ANY(%(active)s)"
             " ORDER BY t.lease_expires_at LIMIT %(n)s",
-            {"active": list(_ACTIVE_JOB), "n": limit},
+            {"active": list(ACTIVE_JOB), "n": limit},
         ).fetchall()
 
     def stale_queued(
@@ -343,7 +329,7 @@ class TaskRepository:
             "  AND due_at < now() - make_interval(secs => %(older)s)"
             "  ORDER BY due_at LIMIT %(n)s FOR UPDATE SKIP LOCKED) t"
             " WHERE j.status = ANY(%(active)s) ORDER BY t.due_at LIMIT %(n)s",
-            {"older": older_than_seconds, "n": limit, "active": list(_ACTIVE_JOB)},
+            {"older": older_than_seconds, "n": limit, "active": list(ACTIVE_JOB)},
         ).fetchall()
 
     def touch_due(self, conn: psycopg.Connection, task_ids: list[str]) -> None:
