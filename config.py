@@ -61,6 +61,10 @@ class Settings(BaseSettings):
     # Embedded queue: Service Bus's own defaults (lock 60 s, 10 deliveries).
     queue_lock_seconds: float = Field(default=60.0, gt=0, alias="QUEUE_LOCK_SECONDS")
     queue_max_delivery_count: int = Field(default=10, ge=1, alias="QUEUE_MAX_DELIVERY_COUNT")
+    # Duplicate detection, as a Service Bus queue with requiresDuplicateDetection: a
+    # message whose id was sent within this window is dropped. 0: off.
+    queue_duplicate_detection_seconds: float = Field(
+        default=600.0, ge=0, alias="QUEUE_DUPLICATE_DETECTION_SECONDS")
 
     # Local host: how many messages of each queue run at once.
     local_job_concurrency: int = Field(default=2, ge=1, alias="LOCAL_JOB_CONCURRENCY")
@@ -84,6 +88,20 @@ class Settings(BaseSettings):
     # A handler running longer fails as transient (a stage may set its own timeout_seconds).
     # Below host.json's functionTimeout (10 min), so the engine, not the host, ends it.
     task_timeout_seconds: float = Field(default=540.0, gt=0, alias="TASK_TIMEOUT_SECONDS")
+    # Batch mode (process_task_batch): how many of a batch's handlers run at once, in
+    # threads. Sized for I/O-bound work (blob reads, database calls); a stage caps its own
+    # with "max_concurrency" (per process, in both trigger modes).
+    task_batch_concurrency: int = Field(default=16, ge=1, alias="TASK_BATCH_CONCURRENCY")
+    # host.json's functionTimeout, in seconds: the host kills an invocation then. Start-up
+    # refuses a value that differs from host.json's, and any stage timeout that does not
+    # fit in it less INVOCATION_RESERVE_SECONDS.
+    function_timeout_seconds: float = Field(default=600.0, gt=0,
+                                            alias="FUNCTION_TIMEOUT_SECONDS")
+    # The end of an invocation kept for recording outcomes: a handler starts only while
+    # its whole timeout fits before functionTimeout less this; a task that no longer fits
+    # is handed back (queued again at once, under a new message id, no retry used).
+    invocation_reserve_seconds: float = Field(default=30.0, ge=0,
+                                              alias="INVOCATION_RESERVE_SECONDS")
     # A running task's lease, refreshed every third of it; longer than a queue lock (60 s).
     # A lease that lapses means the worker died: the sweeper runs the task again.
     task_lease_seconds: float = Field(default=180.0, gt=0, alias="TASK_LEASE_SECONDS")

@@ -76,3 +76,16 @@ class QueueError(EngineError):
 
 class WorkerLostError(EngineError):
     """A task's lease lapsed: the worker running it stopped (a transient failure)."""
+
+
+class TransientError(EngineError):
+    """A failure that may pass: the task is retried with backoff (not sooner than
+    retry_after seconds, when given)."""
+
+    def __init__(self, message: str = "", retry_after: float | None = None):
+        super().__init__(message or self.__doc__)
+        self.retry_after = retry_after
+
+
+class PermanentError(EngineError):
+    """A failure that retrying cannot fix: the task fails at once."""

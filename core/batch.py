@@ -1,45 +1,30 @@
 """Running a batch of task messages (the task trigger's cardinality "many").
 
 One statement claims the batch, with the lineage inputs of the tasks that read them;
-handlers run one after another in a helper thread while this one renews the batch's leases
-and enforces each task's timeout; then one transaction records every outcome, counts them off their stages,
-schedules retries, fails jobs and closes stages. Each task keeps its own fate: a failing
-task fails (or retries) alone, never its batch-mates.
+handlers run concurrently (TASK_BATCH_CONCURRENCY, and each stage's max_concurrency) in
+core/handler_pool.py, which renews the batch's leases, enforces each task's timeout and
+hands back tasks that no longer fit in the invocation's time budget; then one transaction
+records every outcome, counts them off their stages, schedules retries, fails jobs and
+closes stages. Each task keeps its own fate: a failing task fails (or retries) alone,
+never its batch-mates.
 """
 
 from __future__ import annotations
 
-import contextvars
 import logging
-import threading
-import time
-from dataclasses import dataclass, field
 from typing import Any, Optional
 
 from config import TASKS_QUEUE, get_settings
 from core.error_handler import classify
+from core.handler_pool import DONE, HandlerPool, InvocationBudget, Run
 from core.log_context import log_context
 from core.models import TaskQueueMessage, TaskStatus
-from core.task_runner import base_context, retry_delay, storable_json
-from exceptions import ContractViolationError, MessageFormatError, TaskTimeoutError
+from core.task_runner import base_context, retry_delay
+from exceptions import ContractViolationError, MessageFormatError
 from infrastructure.batch_repository import BatchRepository
 from infrastructure.db import get_database
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass
-class _Run:
-    """A claimed task and what running it produced."""
-
-    task: dict[str, Any]
-    definition: dict[str, Any]
-    attempt: int
-    result: Optional[dict] = None
-    error: Optional[BaseException] = None
-    done: bool = False
-    started: float = 0.0
-    extra: dict = field(default_factory=dict)
 
 
 class TaskBatchProcessor:
@@ -48,10 +33,12 @@ class TaskBatchProcessor:
         self.state = machine.state_manager
         self.repo = BatchRepository()
 
-    def process(self, messages: list[tuple[bytes, Optional[str]]]) -> list[str]:
-        """Outcomes in message order: "completed", "failed", "retrying", "dead-lettered",
-        or why a message was ignored."""
+    def process(self, messages: list[tuple[bytes, Optional[str]]],
+                budget: Optional[InvocationBudget] = None) -> list[str]:
+        """Outcomes in message order: "completed", "failed", "retrying", "handed back",
+        "dead-lettered", or why a message was ignored."""
         settings = get_settings()
+        budget = budget or self.machine.invocation_budget()
         outcomes: list[str] = [""] * len(messages)
         parsed: dict[str, tuple[int, TaskQueueMessage]] = {}
         for index, (body, message_id) in enumerate(messages):
@@ -76,12 +63,13 @@ class TaskBatchProcessor:
             why = self.repo.why_unclaimed(conn, unclaimed) if unclaimed else {}
         for task_id in unclaimed:
             outcomes[parsed[task_id][0]] = self._explain(parsed[task_id], why[task_id], messages)
-        runs = [_Run(t, self.machine._stage_definition(t), parsed[t["task_id"]][1].attempt)
-                for t in claimed]
-        self._run_handlers(runs, settings)
+        runs = [self.machine.new_run(t, parsed[t["task_id"]][1].attempt) for t in claimed]
+        self._contexts(runs)
+        self.machine.handler_pool(settings.task_batch_concurrency, budget).run(runs)
         for run in runs:
-            outcomes[parsed[run.task["task_id"]][0]] = self._record_outcome_label(run, settings)
-        self._record(runs, settings)
+            outcomes[parsed[run.task["task_id"]][0]] = (
+                self._record_outcome_label(run, settings) if run.state == DONE else run.state)
+        self._record([r for r in runs if r.state == DONE], settings)
         return outcomes
 
     def _explain(self, entry: tuple[int, TaskQueueMessage], row: dict[str, Any],
@@ -109,56 +97,16 @@ class TaskBatchProcessor:
         return "task running elsewhere"
 
     # -- running ------------------------------------------------------------------------
-    def _contexts(self, runs: list[_Run]) -> None:
+    def _contexts(self, runs: list[Run]) -> None:
         for run in runs:
             task = run.task
-            run.extra = base_context(task)
+            run.context = base_context(task)
             if run.definition.get("uses_lineage"):  # read by the claim
-                run.extra["predecessor_result"] = task["predecessor_result"]
+                run.context["predecessor_result"] = task["predecessor_result"]
             if run.definition.get("parallelism") == "fan_in":
-                run.extra.update(self.state.handler_context_data(task, False, True))
+                run.context.update(self.state.handler_context_data(task, False, True))
 
-    def _run_handlers(self, runs: list[_Run], settings: Any) -> None:
-        if not runs:
-            return
-        self._contexts(runs)
-        pending = list(runs)
-        renew_every = settings.task_lease_seconds / 3
-        next_renewal = time.monotonic() + renew_every
-        while pending:
-            worker = _Worker(self.machine.handlers_registry, pending)
-            worker.start()
-            while worker.is_alive():
-                current = worker.current
-                timeout = (current.definition.get("timeout_seconds",
-                                                  settings.task_timeout_seconds)
-                           if current else settings.task_timeout_seconds)
-                deadline = (current.started + timeout) if current else time.monotonic() + 1
-                worker.join(max(min(next_renewal, deadline) - time.monotonic(), 0.0))
-                now = time.monotonic()
-                if worker.is_alive() and current is not None and current is worker.current \
-                        and now >= deadline:
-                    # Python cannot stop the handler: leave its thread, run the rest anew.
-                    worker.abandoned = True
-                    current.extra["cancelled"].set()
-                    current.error = TaskTimeoutError(
-                        f"handler for '{current.task['task_type']}' ran longer than its "
-                        f"{timeout:g} s timeout")
-                    current.done = True
-                    break
-                if now >= next_renewal:
-                    with get_database().connection() as conn:
-                        live = [r for r in pending if not r.done]
-                        wanted = self.repo.renew_leases(
-                            conn, [r.task["task_id"] for r in live],
-                            [r.attempt for r in live], settings.task_lease_seconds)
-                    for run in live:  # its job ended meanwhile: ask its handler to stop
-                        if run.task["task_id"] not in wanted:
-                            run.extra["cancelled"].set()
-                    next_renewal = now + renew_every
-            pending = [r for r in pending if not r.done]
-
-    def _record_outcome_label(self, run: _Run, settings: Any) -> str:
+    def _record_outcome_label(self, run: Run, settings: Any) -> str:
         if run.error is None:
             return TaskStatus.COMPLETED.value
         info = classify(run.error)
@@ -167,7 +115,7 @@ class TaskBatchProcessor:
         return TaskStatus.FAILED.value
 
     # -- recording ----------------------------------------------------------------------
-    def _record(self, runs: list[_Run], settings: Any) -> None:
+    def _record(self, runs: list[Run], settings: Any) -> None:
         if not runs:
             return
         finished, retries, failures = [], [], []
@@ -191,27 +139,19 @@ class TaskBatchProcessor:
             for run in retries:
                 info = classify(run.error)
                 delay = retry_delay(run.task["retry_count"], settings.task_retry_base_seconds,
-                                    settings.task_retry_cap_seconds)
+                                    settings.task_retry_cap_seconds, info.retry_after)
                 self.state.retry_task_in(conn, run.task, run.attempt, info.as_result(),
                                          info.message, delay)
-            # Only failures recorded now fail their job, and name it (not a repeat, nor a
-            # worker of an attempt the job has left behind).
+            # Only failures recorded now count as their stage's (not a repeat, nor a
+            # worker of an attempt the job has left behind); the first names the cause.
             first_failure = {}
             for run in sorted(failures, key=lambda r: r.task["task_id"]):
                 if run.task["task_id"] in recorded:
-                    first_failure.setdefault(run.task["parent_job_id"], run)
-            closing = {}
-            for row in rows:
-                if row["pending"] == 0:
-                    closing.setdefault(row["job_id"], []).append(row)
-            for job_id in sorted(set(first_failure) | set(closing)):
-                if job_id in first_failure:
-                    closures.append(self.state._fail_job(
-                        conn, job_id, self.machine.job_error(first_failure[job_id].task,
-                                                             first_failure[job_id].error)))
-                for row in closing.get(job_id, []):
-                    job = self.state.jobs.get_job(conn, job_id, for_update=True)
-                    closures.append(self.state._close_stage(conn, job, row))
+                    first_failure.setdefault((run.task["parent_job_id"], run.task["stage"]), run)
+            for row in sorted(rows, key=lambda r: (r["job_id"], r["stage"])):
+                first = first_failure.get((row["job_id"], row["stage"]))
+                closures.append(self.state.after_count(
+                    conn, row, self.machine.job_error(first.task, first.error) if first else None))
         for run in failures:
             with log_context(job_id=run.task["parent_job_id"], task_id=run.task["task_id"],
                              stage=run.task["stage"]):
@@ -223,53 +163,3 @@ class TaskBatchProcessor:
                 self.machine.outbox.flush(job_id)  # the scheduled retry messages
         for closure in closures:
             self.machine._after_close(closure)
-
-
-class _Worker(threading.Thread):
-    """Runs handlers one after another; `current` is the run in progress."""
-
-    def __init__(self, handlers: dict, runs: list[_Run]):
-        super().__init__(daemon=True, name="task batch")
-        self.handlers = handlers
-        self.runs = runs
-        self.current: Optional[_Run] = None
-        self.abandoned = False
-        self._context = contextvars.copy_context()
-
-    def run(self) -> None:
-        self._context.run(self._run_all)
-
-    def _run_all(self) -> None:
-        for run in self.runs:
-            if self.abandoned:
-                return
-            if run.done:
-                continue
-            run.started = time.monotonic()
-            self.current = run
-            source = f"handler for '{run.task['task_type']}'"
-            try:
-                handler = self.handlers[run.task["task_type"]]
-                with log_context(job_id=run.task["parent_job_id"], task_id=run.task["task_id"],
-                                 stage=run.task["stage"], operation="run_task"):
-                    result = handler(run.task["parameters"], run.extra)
-                if not isinstance(result, dict):
-                    raise ContractViolationError(
-                        f"{source} returned {type(result).__name__}; handlers must return a dict")
-                result = storable_json(result, source)
-            except KeyError as exc:
-                if run.task["task_type"] in self.handlers:
-                    outcome_error: BaseException = exc
-                else:
-                    outcome_error = ContractViolationError(
-                        f"no handler for task type '{run.task['task_type']}' in ALL_HANDLERS")
-                if not self.abandoned:
-                    run.error, run.done = outcome_error, True
-                continue
-            except BaseException as exc:  # the task's own outcome; the batch goes on
-                if not self.abandoned:
-                    run.error, run.done = exc, True
-                continue
-            if not self.abandoned:
-                run.result, run.done = result, True
-        self.current = None

@@ -21,9 +21,12 @@ from core.models import (
     JobQueueMessage, JobStatus, TaskDefinition, TaskQueueMessage, TaskStatus,
 )
 from core.orchestration_manager import OrchestrationManager
+from core.stage_rules import record_failures
+from core.startup import check_stage_timeouts
 from core.registry import validate_registries
 from core.state_manager import StageClosure, StateManager
-from core.task_runner import base_context, call_handler, retry_delay, storable_json
+from core.handler_pool import DONE, HandlerPool, InvocationBudget, Run
+from core.task_runner import base_context, retry_delay, storable_json
 from exceptions import ContractViolationError, PoisonMessageError, UnknownJobTypeError
 from infrastructure.db import get_database
 from infrastructure.outbox import Outbox
@@ -45,6 +48,7 @@ class CoreMachine:
         queue: Optional[QueueSender] = None,
     ):
         validate_registries(all_jobs, all_handlers)
+        check_stage_timeouts(all_jobs, get_settings())
         self.jobs_registry = all_jobs
         self.handlers_registry = all_handlers
         self._queue = queue
@@ -69,10 +73,11 @@ class CoreMachine:
         """What a queue trigger does with a message: process it; a message that can never
         succeed is recorded in app.dead_letters and reported as "dead-lettered" (the
         caller completes it). Anything else raised means: deliver it again."""
-        process = (self.process_job_message if queue_name == JOBS_QUEUE
-                   else self.process_task_message)
+        budget = self.invocation_budget()
         try:
-            return process(body)
+            if queue_name == JOBS_QUEUE:
+                return self.process_job_message(body)
+            return self.process_task_message(body, budget)
         except PoisonMessageError as exc:
             self.state_manager.record_dead_letter(queue_name, message_id, body, str(exc))
             logger.error("message on %s dead-lettered: %s", queue_name, exc,
@@ -85,7 +90,37 @@ class CoreMachine:
         whole batch again (only when the database or queue failed)."""
         from core.batch import TaskBatchProcessor
 
-        return TaskBatchProcessor(self).process(messages)
+        return TaskBatchProcessor(self).process(messages, self.invocation_budget())
+
+    def invocation_budget(self) -> InvocationBudget:
+        """The time an invocation starting now has (functionTimeout, less the reserve)."""
+        settings = get_settings()
+        return InvocationBudget(settings.function_timeout_seconds,
+                                settings.invocation_reserve_seconds)
+
+    def new_run(self, task: dict[str, Any], attempt: int) -> Run:
+        definition = self._stage_definition(task)
+        return Run(task, definition, attempt, timeout=definition.get(
+            "timeout_seconds", get_settings().task_timeout_seconds))
+
+    def handler_pool(self, concurrency: int, budget: InvocationBudget) -> HandlerPool:
+        """Runs claimed tasks' handlers, renewing their leases and handing back those that
+        no longer fit in the budget."""
+        settings = get_settings()
+        lease = settings.task_lease_seconds
+        state = self.state_manager
+
+        def renew(runs: list[Run]) -> set[str]:
+            return state.renew_leases([r.task["task_id"] for r in runs],
+                                      [r.attempt for r in runs], lease)
+
+        def hand_back(runs: list[Run]) -> None:
+            handed = state.hand_back([(r.task, r.attempt) for r in runs])
+            logger.info("%d task(s) handed back: their timeout no longer fits in this "
+                        "invocation's time budget", handed)
+
+        return HandlerPool(self.handlers_registry, concurrency, budget, lease / 3, renew,
+                           hand_back)
 
     # -- job messages -------------------------------------------------------------------
     def process_job_message(self, body: bytes | str) -> str:
@@ -149,14 +184,16 @@ class CoreMachine:
             logger.warning("job failed")
 
     # -- task messages ------------------------------------------------------------------
-    def process_task_message(self, body: bytes | str) -> str:
-        """Run one task; returns its outcome ("completed", "failed" or why it was skipped)."""
+    def process_task_message(self, body: bytes | str,
+                             budget: Optional[InvocationBudget] = None) -> str:
+        """Run one task; returns its outcome ("completed", "failed", "retrying",
+        "handed back" or why it was skipped)."""
         message = TaskQueueMessage.parse(body)
         with log_context(job_id=message.job_id, task_id=message.task_id, stage=message.stage,
                          operation="run_task"):
-            return self._run_task(message)
+            return self._run_task(message, budget or self.invocation_budget())
 
-    def _run_task(self, message: TaskQueueMessage) -> str:
+    def _run_task(self, message: TaskQueueMessage, budget: InvocationBudget) -> str:
         settings = get_settings()
         task, why = self.state_manager.begin_task(
             message.task_id, message.attempt, settings.task_lease_seconds, message.job_id)
@@ -169,26 +206,20 @@ class CoreMachine:
                 # failed before its stage's next step was sent: redo that step.
                 self.resume(message.job_id)
             return why
-        definition = self._stage_definition(task)
-        source = f"handler for '{task['task_type']}'"
-        try:
-            handler = self.handlers_registry[task["task_type"]]
-        except KeyError:  # removed by a deploy while the job ran: the job fails, the
-            # message is recorded as one that can never succeed
+        if task["task_type"] not in self.handlers_registry:
+            # removed by a deploy while the job ran: the job fails, the message is
+            # recorded as one that can never succeed
             self.fail_task(task, message.attempt, ContractViolationError(
                 f"no handler for task type '{task['task_type']}' in ALL_HANDLERS"))
-            raise PoisonMessageError(f"unknown task type '{task['task_type']}'") from None
-        try:
-            result = call_handler(
-                handler, task["parameters"], self._handler_context(task, definition),
-                timeout=definition.get("timeout_seconds", settings.task_timeout_seconds),
-                renew_every=settings.task_lease_seconds / 3,
-                renew=lambda: self.state_manager.renew_lease(
-                    task["task_id"], message.attempt, settings.task_lease_seconds),
-                source=source,
-            )
-        except Exception as exc:  # classified: retried later, or the task and job fail
-            return self.fail_task(task, message.attempt, exc)
+            raise PoisonMessageError(f"unknown task type '{task['task_type']}'")
+        run = self.new_run(task, message.attempt)
+        run.context = self._handler_context(task, run.definition)
+        self.handler_pool(1, budget).run([run])
+        if run.state != DONE:  # handed back, or its job ended before it could start
+            return run.state
+        if run.error is not None:  # classified: retried later, or the task and job fail
+            return self.fail_task(task, message.attempt, run.error)
+        result = run.result
         closure = self.state_manager.complete_task(task["task_id"], TaskStatus.COMPLETED,
                                                    result, None, attempt=message.attempt)
         logger.debug("task completed")  # per task: DEBUG; the status endpoint counts them
@@ -223,7 +254,7 @@ class CoreMachine:
         retries = task["retry_count"]
         if info.retryable and retries < settings.task_max_retries:
             delay = retry_delay(retries, settings.task_retry_base_seconds,
-                                settings.task_retry_cap_seconds)
+                                settings.task_retry_cap_seconds, info.retry_after)
             if self.state_manager.retry_task(task, attempt, info.as_result(), info.message,
                                              delay) is not None:
                 logger.warning("task failed (%s), retry %d in %.1f s: %s", info.error_category,
@@ -300,4 +331,10 @@ class CoreMachine:
                     f"{job_class.__name__}.finalize_job returned {type(result).__name__};"
                     " it must return a dict")
             outcome["result"] = storable_json(result, f"{job_class.__name__}.finalize_job")
+        failed = [t for t in tasks if t.status == TaskStatus.FAILED]
+        if failed:  # only stages that tolerate failures reach finalize with some
+            outcome["status"] = JobStatus.COMPLETED_WITH_ERRORS
+            counted = record_failures(failed, {n: s["name"] for n, s in enumerate(
+                job_class.stages, start=1)}, outcome["result"])
+            outcome["error"] = "; ".join(filter(None, [outcome["error"], counted]))
         return outcome["status"], outcome["result"], outcome["error"]

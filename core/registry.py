@@ -7,6 +7,7 @@ import inspect
 from typing import Any, Callable
 
 from core.models import PARALLELISM_KINDS
+from core.stage_rules import ON_TASK_FAILURE
 from exceptions import ContractViolationError, RegistryError
 
 CONTRACT_METHODS = (
@@ -41,12 +42,44 @@ def _check_stages(job_type: str, job: Any, handlers: dict[str, Callable]) -> Non
         task_type = stage.get("task_type")
         if not task_type:
             raise RegistryError(f"{where} ('{stage['name']}') names no task_type")
+        _check_stage_options(where, stage)
         if task_type not in handlers:
             raise RegistryError(
                 f"{where} ('{stage['name']}') uses task type '{task_type}', which has no "
                 f"handler in ALL_HANDLERS (services/__init__.py). Registered task types: "
                 f"{', '.join(sorted(handlers)) or 'none'}"
             )
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _check_stage_options(where: str, stage: dict[str, Any]) -> None:
+    """The optional keys of a stage: timeout_seconds, max_concurrency (tasks of the stage
+    running at once in one process), on_task_failure and max_failed_fraction."""
+    named = f"{where} ('{stage['name']}')"
+    if "timeout_seconds" in stage and not (
+            _number(stage["timeout_seconds"]) and stage["timeout_seconds"] > 0):
+        raise RegistryError(f"{named} has timeout_seconds {stage['timeout_seconds']!r}; "
+                            "it must be a number of seconds above 0")
+    cap = stage.get("max_concurrency")
+    if cap is not None and not (isinstance(cap, int) and not isinstance(cap, bool)
+                                and cap >= 1):
+        raise RegistryError(f"{named} has max_concurrency {cap!r}; it must be a whole "
+                            "number of at least 1 (or left out: no cap)")
+    policy = stage.get("on_task_failure", "fail")
+    if policy not in ON_TASK_FAILURE:
+        raise RegistryError(f"{named} has on_task_failure {policy!r}; allowed: "
+                            f"{', '.join(ON_TASK_FAILURE)}")
+    if "max_failed_fraction" in stage:
+        fraction = stage["max_failed_fraction"]
+        if policy != "continue":
+            raise RegistryError(f"{named} sets max_failed_fraction without "
+                                "on_task_failure 'continue'")
+        if not (_number(fraction) and 0 <= fraction < 1):
+            raise RegistryError(f"{named} has max_failed_fraction {fraction!r}; it must be "
+                                "a number from 0 up to (not including) 1")
 
 
 def validate_registries(jobs: dict[str, Any], handlers: dict[str, Callable]) -> None:

@@ -9,7 +9,7 @@ the only one that closes the stage (and moves the job on); see TaskRepository.co
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from typing import Any, Callable, Optional
 
 import psycopg
@@ -19,23 +19,16 @@ from core.models import (
     JobQueueMessage, JobStatus, TaskDefinition, TaskQueueMessage, TaskRecord, TaskStatus,
 )
 from core.orchestration_manager import previous_results_view
+from core.stage_rules import failure_cap_exceeded, failure_cap_message, tolerates_failures
+from core.status_view import status_view
+from core.task_requeue import TaskRequeueMixin, outgoing
 from exceptions import ContractViolationError
 from infrastructure.batch_repository import BatchRepository
 from infrastructure.db import get_database
 from infrastructure.outbox import Outbox
 from infrastructure.queues import get_queue
-from infrastructure.queues.base import OutgoingMessage
 from infrastructure.dead_letters import DeadLetterRepository
 from infrastructure.repositories import JobRepository, TaskRepository
-
-TASK_STATUSES = [s.value for s in TaskStatus]
-
-
-def outgoing(message: JobQueueMessage | TaskQueueMessage,
-             scheduled: Optional[datetime] = None) -> OutgoingMessage:
-    return OutgoingMessage(body=message.to_json(), message_id=message.message_id,
-                           correlation_id=message.job_id, scheduled_enqueue_time_utc=scheduled)
-
 
 @dataclass(frozen=True)
 class StageClosure:
@@ -61,7 +54,7 @@ class StageOpening:
     closure: Optional[StageClosure] = None
 
 
-class StateManager:
+class StateManager(TaskRequeueMixin):
     def __init__(self, all_jobs: dict[str, Any], outbox: Optional[Outbox] = None):
         self.all_jobs = all_jobs
         self.outbox = outbox or Outbox(get_queue, get_database)
@@ -142,21 +135,21 @@ class StateManager:
             "tasks": row["task_count"], "completed": row["task_count"] - row["failed"],
             "failed": row["failed"], "completed_at": datetime.now(timezone.utc).isoformat(),
         }
+        # A tolerant stage goes on past its failed tasks, unless too many failed.
+        failing = row["failed"] and (not tolerates_failures(definition)
+                                     or failure_cap_exceeded(definition, row))
         self.tasks.mark_stage_completed(conn, job_id, stage)
         last = stage >= job["total_stages"]
-        next_stage = None if (last or row["failed"]) else stage + 1
+        next_stage = None if (last or failing) else stage + 1
         if not self.jobs.close_stage(conn, job_id, stage, summary, next_stage):
             return None  # the job moved on or ended meanwhile
-        if row["failed"]:
-            first = self.tasks.first_failure(conn, job_id, stage)
-            cause = f"task {first['task_id']}: {first['error_details']}" if first else "unknown"
-            self.jobs.end_job(
-                conn, job_id, JobStatus.FAILED.value,
-                error_details=(
-                    f"Stage {stage} ({definition['name']}) failed: {row['failed']} of "
-                    f"{row['task_count']} task(s) failed. First failure: {cause}"
-                ),
-            )
+        if failing:
+            cause = self._first_failure(conn, job_id, stage)
+            self.jobs.end_job(conn, job_id, JobStatus.FAILED.value, error_details=(
+                failure_cap_message(definition, row, cause)
+                if tolerates_failures(definition) else
+                f"Stage {stage} ({definition['name']}) failed: {row['failed']} of "
+                f"{row['task_count']} task(s) failed. First failure: {cause}"))
             return StageClosure("failed", job_id, attempt)
         if last:
             if self.finalizer is None:
@@ -221,11 +214,11 @@ class StateManager:
                 return None, f"task already {task['status']}"
             return None, "task running elsewhere"
 
-    def renew_lease(self, task_id: str, attempt: int, lease_seconds: float) -> bool:
-        """Extend a running task's lease; True while its run is still wanted."""
+    def renew_leases(self, task_ids: list[str], attempts: list[int], lease_seconds: float
+                     ) -> set[str]:
+        """Extend running tasks' leases; returns the ids whose run is still wanted."""
         with self.db.connection() as conn:
-            return task_id in BatchRepository().renew_leases(
-                conn, [task_id], [attempt], lease_seconds)
+            return BatchRepository().renew_leases(conn, task_ids, attempts, lease_seconds)
 
     def handler_context_data(
         self, task: dict[str, Any], lineage: bool, fan_in: bool
@@ -261,12 +254,37 @@ class StateManager:
                 # already finished (a repeated delivery), or the task of a newer attempt
                 # (this worker's job was resubmitted meanwhile): nothing is counted
                 return None
-            if status == TaskStatus.FAILED:
-                return self._fail_job(conn, row["job_id"], job_error or error_details or "")
-            if row["pending"] > 0:
-                return None
-            job = self.jobs.get_job(conn, row["job_id"], for_update=True)
-            return self._close_stage(conn, job, row)
+            failure = (job_error or error_details or "") if status == TaskStatus.FAILED else None
+            return self.after_count(conn, row, failure)
+
+    def after_count(self, conn: psycopg.Connection, row: dict[str, Any],
+                    failure: Optional[str]) -> Optional[StageClosure]:
+        """What a stage's count going down implies (row: its app.job_stages row after the
+        count; failure: the job's error if a task of it failed for good just now). A
+        failure fails the job at once, unless the stage tolerates failures (then only
+        past its max_failed_fraction); the stage's last task closes it."""
+        if failure is None and row["pending"] > 0:
+            return None
+        job = self.jobs.get_job(conn, row["job_id"], for_update=True)
+        if job is None:
+            return None
+        definition = self._definition(job, row["stage"])
+        if failure is not None and not tolerates_failures(definition):
+            return self._fail_job(conn, job["job_id"], failure)
+        if failure_cap_exceeded(definition, row):
+            return self._fail_job(conn, job["job_id"], failure_cap_message(
+                definition, row, self._first_failure(conn, job["job_id"], row["stage"])))
+        if row["pending"] > 0:
+            return None
+        return self._close_stage(conn, job, row)
+
+    def _definition(self, job: dict[str, Any], stage: int) -> dict[str, Any]:
+        job_class = self.all_jobs.get(job["job_type"])
+        return job_class.stages[stage - 1] if job_class else {}
+
+    def _first_failure(self, conn: psycopg.Connection, job_id: str, stage: int) -> str:
+        first = self.tasks.first_failure(conn, job_id, stage)
+        return f"task {first['task_id']}: {first['error_details']}" if first else "unknown"
 
     def _fail_job(self, conn: psycopg.Connection, job_id: str, error: str
                   ) -> Optional[StageClosure]:
@@ -275,27 +293,6 @@ class StateManager:
             return None  # already ended (a sibling failed it first)
         self.tasks.cancel_queued(conn, job_id)
         return StageClosure("failed", job_id, job["attempt"])
-
-    def retry_task(self, task: dict[str, Any], attempt: int, error: dict[str, Any],
-                   error_details: str, delay_seconds: float) -> Optional[int]:
-        """Queue a task again after delay_seconds, with its scheduled message, in one
-        transaction. Returns the retry number, or None if the task was not processing."""
-        with self.db.transaction() as conn:
-            return self.retry_task_in(conn, task, attempt, error, error_details, delay_seconds)
-
-    def retry_task_in(self, conn: psycopg.Connection, task: dict[str, Any], attempt: int,
-                      error: dict[str, Any], error_details: str, delay_seconds: float
-                      ) -> Optional[int]:
-        """retry_task within the caller's transaction."""
-        retry = self.tasks.retry_task(conn, task["task_id"], attempt, error, error_details,
-                                      delay_seconds)
-        if retry is None:
-            return None
-        message = TaskQueueMessage(job_id=task["parent_job_id"], task_id=task["task_id"],
-                                   stage=task["stage"], attempt=attempt, retry=retry)
-        self.outbox.add(conn, task["parent_job_id"], TASKS_QUEUE, [outgoing(
-            message, datetime.now(timezone.utc) + timedelta(seconds=delay_seconds))])
-        return retry
 
     # -- jobs ---------------------------------------------------------------------------
     def finalize_job(
@@ -359,30 +356,4 @@ class StateManager:
             if job is None:
                 return None
             counts = self.jobs.task_counts(conn, job_id)
-        job_class = self.all_jobs.get(job["job_type"])
-        stages = []
-        for number in range(1, job["total_stages"] + 1):
-            by_status = {c["status"]: c["n"] for c in counts if c["stage"] == number}
-            entry = {"stage": number, "state": _stage_state(job, number),
-                     "total": sum(by_status.values())}
-            if job_class is not None:
-                entry["name"] = job_class.stages[number - 1]["name"]
-            entry.update({s: by_status.get(s, 0) for s in TASK_STATUSES})
-            stages.append(entry)
-        view = {k: job[k] for k in (
-            "job_id", "job_type", "status", "stage", "total_stages", "attempt", "parameters",
-            "stage_results", "result_data", "error_details")}
-        view["created_at"] = job["created_at"].isoformat()
-        view["updated_at"] = job["updated_at"].isoformat()
-        view["stages"] = stages
-        return view
-
-
-def _stage_state(job: dict[str, Any], number: int) -> str:
-    """done (closed), running (the active job's current stage), pending (not reached),
-    failed (where a failed job stopped), not run (after it)."""
-    if str(number) in (job["stage_results"] or {}):
-        return "done"
-    if not JobStatus(job["status"]).is_terminal:
-        return "running" if number == job["stage"] else "pending"
-    return "failed" if number == job["stage"] and job["status"] == "failed" else "not run"
+        return status_view(job, counts, self.all_jobs.get(job["job_type"]))

@@ -62,6 +62,15 @@ class Sweeper:
                 report[name] = 0
         if any(report.values()):
             logger.warning("sweeper re-drove stuck work: %s", report, extra=report)
+        # Housekeeping, not stuck work: the embedded queue's expired duplicate-detection
+        # ids (Service Bus forgets its own).
+        forget = getattr(self.machine.queue, "forget_sent_ids", None)
+        if forget is not None and getattr(self.machine.queue, "duplicate_window_seconds", 0):
+            try:
+                forget()
+            except Exception:
+                logger.exception("forgetting expired message ids failed; the next sweep "
+                                 "tries again")
         return report
 
     def _lapsed_leases(self, lease_seconds: float) -> int:

@@ -1,17 +1,15 @@
-"""Running one task handler: in a thread of its own, so the engine can stop waiting at the
-stage's timeout and renew the task's lease while it waits; with the caller's log context,
-so the handler's own log lines carry job_id and task_id; and with its result checked to be
-something PostgreSQL can store."""
+"""What running a task handler needs on both trigger paths: the handler's base context,
+the retry backoff, and a result checked to be something PostgreSQL can store. The
+handlers themselves run in core/handler_pool.py."""
 
 from __future__ import annotations
 
-import contextvars
 import json
+import random
 import threading
-import time
-from typing import Any, Callable
+from typing import Any, Callable, Optional
 
-from exceptions import ContractViolationError, TaskTimeoutError
+from exceptions import ContractViolationError
 
 
 def base_context(task: dict[str, Any]) -> dict[str, Any]:
@@ -26,12 +24,22 @@ def base_context(task: dict[str, Any]) -> dict[str, Any]:
         # handler checks it between units of work and returns early; what it returns
         # then is discarded.
         "cancelled": threading.Event(),
+        # Set when the handler starts (core/handler_pool.py): "deadline", an aware UTC
+        # datetime, the earlier of its stage's timeout and its invocation's budget; and
+        # "time_left", a function giving the seconds until then. A long scan stops in
+        # time and returns what it has.
     }
 
 
-def retry_delay(retry_count: int, base: float, cap: float) -> float:
-    """The design documents' backoff: min(base * 2**retry_count, cap)."""
-    return min(base * (2 ** retry_count), cap)
+def retry_delay(retry_count: int, base: float, cap: float,
+                retry_after: Optional[float] = None,
+                rng: Callable[[], float] = random.random) -> float:
+    """The design documents' backoff, min(base * 2**retry_count, cap), with equal jitter:
+    half of it fixed, half random, so tasks that failed together do not all come back at
+    the same moment. Never sooner than a service's Retry-After."""
+    ceiling = min(base * (2 ** retry_count), cap)
+    delay = ceiling / 2 + rng() * ceiling / 2
+    return max(delay, retry_after) if retry_after else delay
 
 
 def storable_json(value: dict[str, Any], source: str) -> dict[str, Any]:
@@ -53,50 +61,3 @@ def storable_json(value: dict[str, Any], source: str) -> dict[str, Any]:
             raise ContractViolationError(
                 f"{source} returned text with a NUL character, which PostgreSQL cannot store")
     return plain
-
-
-def call_handler(
-    handler: Callable[..., Any],
-    params: dict[str, Any],
-    context: dict[str, Any],
-    timeout: float,
-    renew_every: float,
-    renew: Callable[[], Any],
-    source: str,
-) -> dict[str, Any]:
-    """handler(params, context) as a storable dict. Raises what the handler raised,
-    TaskTimeoutError past timeout (the thread is left to finish on its own: Python cannot
-    stop it, so context["cancelled"] is set and its result discarded), or
-    ContractViolationError for a result that is not a storable dict. renew() is called
-    every renew_every seconds while it runs; when it returns False (the run is no longer
-    wanted), context["cancelled"] is set and the handler runs on to its end."""
-    cancelled = context["cancelled"]  # from base_context
-    outcome: dict[str, Any] = {}
-
-    def target() -> None:
-        try:
-            outcome["value"] = handler(params, context)
-        except BaseException as exc:  # handed to the caller's thread, which raises it
-            outcome["error"] = exc
-
-    run_in_context = contextvars.copy_context().run
-    thread = threading.Thread(target=run_in_context, args=(target,), daemon=True,
-                              name=f"handler {context.get('task_id', '')}")
-    deadline = time.monotonic() + timeout
-    thread.start()
-    while True:
-        thread.join(max(min(renew_every, deadline - time.monotonic()), 0.0))
-        if not thread.is_alive():
-            break
-        if time.monotonic() >= deadline:
-            cancelled.set()
-            raise TaskTimeoutError(f"{source} ran longer than its {timeout:g} s timeout")
-        if not renew():
-            cancelled.set()
-    if "error" in outcome:
-        raise outcome["error"]
-    result = outcome.get("value")
-    if not isinstance(result, dict):
-        raise ContractViolationError(
-            f"{source} returned {type(result).__name__}; handlers must return a dict")
-    return storable_json(result, source)

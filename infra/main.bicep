@@ -111,6 +111,13 @@ param dbPoolMaxSize int = 10
 @minValue(1024)
 param maxRequestBytes int = 1048576
 
+@description('Which trigger serves the task queue: batch (process_task_batch, up to host.json maxMessageBatchSize messages per invocation) or single (process_task_message, one message at a time). Exactly one runs: the other gets AzureWebJobs.<function>.Disabled=true.')
+@allowed([
+  'batch'
+  'single'
+])
+param taskTrigger string = 'batch'
+
 param tags object = {}
 
 // ---------------------------------------------------------------------------------------
@@ -381,6 +388,16 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
         {
           name: 'MAX_REQUEST_BYTES'
           value: string(maxRequestBytes)
+        }
+        // The task queue has two triggers (triggers/queue_triggers.py); exactly one is enabled
+        // (taskTrigger), else both would compete for the queue.
+        {
+          name: 'AzureWebJobs.process_task_message.Disabled'
+          value: taskTrigger == 'batch' ? 'true' : 'false'
+        }
+        {
+          name: 'AzureWebJobs.process_task_batch.Disabled'
+          value: taskTrigger == 'single' ? 'true' : 'false'
         }
       ]
     }

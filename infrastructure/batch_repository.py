@@ -121,3 +121,17 @@ class BatchRepository:
             (lease_seconds, records(task_id=task_ids, attempt=attempts)),
         ).fetchall()
         return {r["task_id"] for r in rows if r["job_status"] in ACTIVE_JOB}
+
+    def hand_back(self, conn: psycopg.Connection, task_ids: list[str], attempts: list[int]
+                  ) -> list[dict[str, Any]]:
+        """Queue claimed tasks of these attempts again, due now, their retry count as it
+        was (they never ran); returns the rows handed back."""
+        return conn.execute(
+            "UPDATE app.tasks t SET status = 'queued', lease_expires_at = NULL,"
+            " due_at = now(), updated_at = now()"
+            " FROM jsonb_to_recordset(%s) AS m(task_id text, attempt int)"
+            " WHERE t.task_id = m.task_id AND t.attempt = m.attempt"
+            " AND t.status = 'processing'"
+            " RETURNING t.task_id, t.parent_job_id, t.stage, t.attempt, t.retry_count",
+            (records(task_id=task_ids, attempt=attempts),),
+        ).fetchall()

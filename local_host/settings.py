@@ -6,11 +6,11 @@ from __future__ import annotations
 import json
 import logging
 import os
-import re
 from pathlib import Path
 from typing import Any, MutableMapping, Optional
 
 from config import reset_settings
+from core.startup import timespan_seconds
 
 logger = logging.getLogger(__name__)
 
@@ -74,15 +74,6 @@ def default_port(path: str | Path = SETTINGS_FILE) -> int:
         return DEFAULT_PORT
 
 
-def _timespan_seconds(text: str) -> float:
-    """A .NET TimeSpan as host.json writes it: [d.]hh:mm:ss[.fff]."""
-    match = re.fullmatch(r"(?:(\d+)\.)?(\d+):(\d+):(\d+(?:\.\d+)?)", text.strip())
-    if not match:
-        raise ValueError(f"not a timespan: {text!r}")
-    days, hours, minutes, seconds = match.groups()
-    return ((int(days or 0) * 24 + int(hours)) * 60 + int(minutes)) * 60 + float(seconds)
-
-
 def max_lock_renewal_seconds(path: str | Path = HOST_FILE) -> Optional[float]:
     """host.json's extensions.serviceBus.maxAutoLockRenewalDuration; None: unbounded."""
     try:
@@ -91,7 +82,7 @@ def max_lock_renewal_seconds(path: str | Path = HOST_FILE) -> Optional[float]:
     except (OSError, ValueError, KeyError, TypeError):
         return None
     try:
-        return _timespan_seconds(str(text))
+        return timespan_seconds(str(text))
     except ValueError:
         logger.warning("%s: maxAutoLockRenewalDuration %r is not hh:mm:ss; locks are "
                        "renewed without limit", path, text)

@@ -39,6 +39,7 @@ def get_queue() -> QueueSender:
                 _queue = EmbeddedQueue(
                     get_database(), settings.queue_lock_seconds,
                     settings.queue_max_delivery_count,
+                    settings.queue_duplicate_detection_seconds,
                 )
     return _queue
 

@@ -53,11 +53,14 @@ class ReceivedMessage:
 
 class EmbeddedQueue(QueueSender):
     def __init__(
-        self, database: Database, lock_seconds: float = 60.0, max_delivery_count: int = 10
+        self, database: Database, lock_seconds: float = 60.0, max_delivery_count: int = 10,
+        duplicate_window_seconds: float = 0.0,
     ):
         self.database = database
         self.lock_seconds = lock_seconds
         self.max_delivery_count = max_delivery_count
+        # 0: every message is kept (a queue without requiresDuplicateDetection).
+        self.duplicate_window_seconds = duplicate_window_seconds
 
     # -- sending ------------------------------------------------------------------------
     def send(self, queue_name: str, messages: Sequence[OutgoingMessage]) -> None:
@@ -72,21 +75,55 @@ class EmbeddedQueue(QueueSender):
         """Send within the caller's transaction: the messages exist only if it commits."""
         # One JSON document for the batch (see BatchRepository's records()): faster to
         # encode than arrays, whose every element psycopg quotes one by one.
-        conn.execute(
-            "INSERT INTO app.queue_messages"
-            " (queue_name, message_id, correlation_id, body, visible_at)"
-            " SELECT %s, m.message_id, m.correlation_id, convert_to(m.body, 'UTF8'),"
-            "  coalesce(m.visible_at, now())"
-            " FROM jsonb_to_recordset(%s) AS m(message_id text, correlation_id text,"
-            "  body text, visible_at timestamptz)",
-            (queue_name, Jsonb([
-                {"message_id": m.message_id, "correlation_id": m.correlation_id,
-                 "body": m.body,
-                 "visible_at": (m.scheduled_enqueue_time_utc.isoformat()
-                                if m.scheduled_enqueue_time_utc else None)}
-                for m in messages])),
-        )
+        batch = Jsonb([
+            {"message_id": m.message_id, "correlation_id": m.correlation_id, "body": m.body,
+             "visible_at": (m.scheduled_enqueue_time_utc.isoformat()
+                            if m.scheduled_enqueue_time_utc else None)}
+            for m in messages])
+        if self.duplicate_window_seconds > 0:
+            self._send_new_ids(conn, queue_name, batch)
+        else:
+            conn.execute(
+                "INSERT INTO app.queue_messages"
+                " (queue_name, message_id, correlation_id, body, visible_at)"
+                " SELECT %s, m.message_id, m.correlation_id, convert_to(m.body, 'UTF8'),"
+                "  coalesce(m.visible_at, now())"
+                " FROM jsonb_to_recordset(%s) AS m(message_id text, correlation_id text,"
+                "  body text, visible_at timestamptz)",
+                (queue_name, batch),
+            )
         conn.execute("SELECT pg_notify(%s, '')", (channel_for(queue_name),))
+
+    def _send_new_ids(self, conn: psycopg.Connection, queue_name: str, batch: Jsonb) -> None:
+        """Insert only messages whose id was not sent within the window (the first of a
+        batch's copies wins), recording their ids."""
+        conn.execute(
+            "WITH m AS (SELECT DISTINCT ON (m.message_id) m.*"
+            "  FROM ROWS FROM (jsonb_to_recordset(%(batch)s) AS (message_id text,"
+            "   correlation_id text, body text, visible_at timestamptz))"
+            "  WITH ORDINALITY AS m(message_id, correlation_id, body, visible_at, n)"
+            "  ORDER BY m.message_id, m.n),"
+            " fresh AS ("
+            "  INSERT INTO app.queue_message_ids AS d (queue_name, message_id, sent_at)"
+            "  SELECT %(queue)s, m.message_id, now() FROM m"
+            "  ON CONFLICT (queue_name, message_id) DO UPDATE SET sent_at = now()"
+            "  WHERE d.sent_at <= now() - make_interval(secs => %(window)s)"
+            "  RETURNING d.message_id)"
+            " INSERT INTO app.queue_messages"
+            " (queue_name, message_id, correlation_id, body, visible_at)"
+            " SELECT %(queue)s, m.message_id, m.correlation_id, convert_to(m.body, 'UTF8'),"
+            "  coalesce(m.visible_at, now())"
+            " FROM m JOIN fresh USING (message_id) ORDER BY m.n",
+            {"queue": queue_name, "batch": batch, "window": self.duplicate_window_seconds},
+        )
+
+    def forget_sent_ids(self) -> int:
+        """Delete message ids older than the duplicate detection window."""
+        with self.database.connection() as conn:
+            return conn.execute(
+                "DELETE FROM app.queue_message_ids"
+                " WHERE sent_at <= now() - make_interval(secs => %s)",
+                (self.duplicate_window_seconds,)).rowcount
 
     # -- receiving ----------------------------------------------------------------------
     def receive(self, queue_name: str, max_messages: int = 1) -> list[ReceivedMessage]:

@@ -1,6 +1,7 @@
 """Sending to Azure Service Bus with azure-servicebus: real ServiceBusMessage objects,
 batched through create_message_batch (a new batch when a message does not fit), scheduled
-messages through schedule_messages. One client per process, reused."""
+messages through schedule_messages. One client per process, reused; a pool of senders per
+queue, each used by one send at a time."""
 
 from __future__ import annotations
 
@@ -71,6 +72,9 @@ class RetryPolicy:
 
 
 class ServiceBusQueue(QueueSender):
+    """Safe to share between threads. The SDK's senders are not, so each queue has a pool
+    of senders and a send holds one exclusively from its first call to its last."""
+
     def __init__(
         self,
         connection_string: Optional[str] = None,
@@ -88,33 +92,47 @@ class ServiceBusQueue(QueueSender):
         self._client = client
         self.retry = retry
         self._lock = threading.Lock()
-        self._senders: dict[str, Any] = {}
+        self._idle: dict[str, list[Any]] = {}
+        # Bumped by close(): a sender taken out before it is closed when it comes back.
+        self._generation = 0
 
     def _get_client(self) -> ServiceBusClient:
         with self._lock:
-            if self._client is None:
-                if self._connection_string:
-                    self._client = ServiceBusClient.from_connection_string(
-                        self._connection_string, **self.retry.client_kwargs()
-                    )
-                else:
-                    from azure.identity import DefaultAzureCredential
+            return self._client_locked()
 
-                    self._client = ServiceBusClient(
-                        self._namespace, DefaultAzureCredential(), **self.retry.client_kwargs())
-            return self._client
+    def _client_locked(self) -> ServiceBusClient:
+        if self._client is None:
+            if self._connection_string:
+                self._client = ServiceBusClient.from_connection_string(
+                    self._connection_string, **self.retry.client_kwargs()
+                )
+            else:
+                from azure.identity import DefaultAzureCredential
 
-    def _sender(self, queue_name: str):
-        client = self._get_client()
+                self._client = ServiceBusClient(
+                    self._namespace, DefaultAzureCredential(), **self.retry.client_kwargs())
+        return self._client
+
+    def _take_sender(self, queue_name: str) -> tuple[Any, int]:
         with self._lock:
-            if queue_name not in self._senders:
-                self._senders[queue_name] = client.get_queue_sender(queue_name)
-            return self._senders[queue_name]
+            idle = self._idle.get(queue_name)
+            # The most recently used one first: its link is the likeliest to be open.
+            sender = idle.pop() if idle else self._client_locked().get_queue_sender(queue_name)
+            return sender, self._generation
+
+    def _give_back(self, queue_name: str, sender: Any, generation: int, broken: bool) -> None:
+        with self._lock:
+            keep = not broken and generation == self._generation
+            if keep:
+                self._idle.setdefault(queue_name, []).append(sender)
+        if not keep:
+            _close_quietly(sender)
 
     def send(self, queue_name: str, messages: Sequence[OutgoingMessage]) -> None:
         if not messages:
             return
-        sender = self._sender(queue_name)
+        sender, generation = self._take_sender(queue_name)
+        broken = False
         timeout = self.retry.send_timeout_seconds
         now = [m for m in messages if m.scheduled_enqueue_time_utc is None]
         later = [m for m in messages if m.scheduled_enqueue_time_utc is not None]
@@ -129,15 +147,32 @@ class ServiceBusQueue(QueueSender):
                 sender.schedule_messages(to_service_bus_message(message),
                                          message.scheduled_enqueue_time_utc, timeout=timeout)
         except ServiceBusError as exc:
+            # An oversized message says nothing about the link; any other error may leave
+            # it half-open, so that sender is closed rather than handed to the next send.
+            broken = not isinstance(exc, MessageSizeExceededError)
             # The SDK has retried what could be retried; the caller keeps the messages
             # (the outbox) and answers 503 or lets the message be delivered again.
             raise QueueError(f"sending to {queue_name} failed: {exc}") from exc
+        finally:
+            self._give_back(queue_name, sender, generation, broken)
 
     def close(self) -> None:
+        """Closes the idle senders and the client; a sender still in a send is closed when
+        that send gives it back."""
         with self._lock:
-            for sender in self._senders.values():
-                sender.close()
-            self._senders.clear()
-            if self._client is not None:
-                self._client.close()
-                self._client = None
+            idle = [sender for senders in self._idle.values() for sender in senders]
+            self._idle.clear()
+            self._generation += 1
+            client, self._client = self._client, None
+        for sender in idle:
+            _close_quietly(sender)
+        if client is not None:
+            client.close()
+
+
+def _close_quietly(sender: Any) -> None:
+    # Closing a broken link can fail too; that must not hide the error that broke it.
+    try:
+        sender.close()
+    except Exception:  # noqa: BLE001
+        logger.warning("closing a Service Bus sender failed", exc_info=True)

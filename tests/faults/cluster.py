@@ -33,6 +33,8 @@ FAST_TIMINGS = {
     "TASK_RETRY_CAP_SECONDS": "0.2",
     "TASK_MAX_RETRIES": "3",
     "SWEEP_AFTER_SECONDS": "1",
+    # Service Bus's 10-minute window scaled as SWEEP_AFTER_SECONDS is (x10, as 60 s to 600)
+    "QUEUE_DUPLICATE_DETECTION_SECONDS": "10",
     "LOCAL_TASK_CONCURRENCY": "4",
     "LOCAL_JOB_CONCURRENCY": "2",
 }

@@ -144,8 +144,8 @@ def test_a_stage_without_lineage_or_fan_in_gets_no_previous_results(database, en
     job = sample_engine(engine, process_item=process).run("items", {"count": 2})
     assert job["status"] == "completed", job["error_details"]
     assert [t["result_data"]["context"] for t in stored_tasks(database, job["job_id"], 2)] == [
-        ["cancelled", "job_id", "job_parameters", "job_type", "retry", "stage", "task_id",
-         "task_index"]] * 2
+        ["cancelled", "deadline", "job_id", "job_parameters", "job_type", "retry", "stage",
+         "task_id", "task_index", "time_left"]] * 2
 
 
 def test_failing_tasks_fail_the_job_naming_the_stage_and_a_task(engine):

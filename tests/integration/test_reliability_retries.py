@@ -93,12 +93,13 @@ def test_a_transient_failure_is_retried_by_a_scheduled_message_with_backoff(
         assert task["result_data"] == {"error": "OSError: share unreachable",
                                        "error_type": "OSError",
                                        "error_category": "transient", "retryable": True}
-        # And its one message has a new id and is scheduled about `delay` seconds ahead.
+        # And its one message has a new id and is scheduled between half of `delay` and
+        # `delay` seconds ahead (equal jitter).
         [row] = queued_rows(database, TASKS_QUEUE)
         assert row["message_id"] == f"{task_id}:a1:r{retry}"
         assert row["in_future"]
         ahead = (row["visible_at"] - row["enqueued_at"]).total_seconds()
-        assert delay - 0.05 <= ahead < delay + 2.0, ahead
+        assert delay / 2 - 0.05 <= ahead < delay + 2.0, ahead
         assert eng.deliver(TASKS_QUEUE) == 0  # not visible before its time
         # And the status view counts the waiting retry as queued.
         stage = eng.status(job_id)["stages"][1]

@@ -6,8 +6,11 @@ from __future__ import annotations
 
 import ast
 import fnmatch
+import functools
 import json
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 from config import JOBS_QUEUE, SERVICE_BUS_CONNECTION, TASKS_QUEUE, Settings
@@ -18,6 +21,14 @@ BICEP = (ROOT / "infra" / "main.bicep").read_text()
 PUBLISH = "func azure functionapp publish <app> --python --build remote"
 FUNCIGNORE = [line.strip().rstrip("/") for line in (ROOT / ".funcignore").read_text().splitlines()
               if line.strip() and not line.startswith("#")]
+# A setting name: letters, digits, underscores, and dots inside (the Functions host's
+# AzureWebJobs.<function>.Disabled).
+SETTING_NAME = r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z0-9_]+)*"
+# The Functions host setting that disables one function, with the function's name in group 1.
+FUNCTION_SWITCH = re.compile(r"AzureWebJobs\.([A-Za-z_][A-Za-z0-9_]*)\.Disabled")
+# Any AzureWebJobs.<x>.<y> in prose: it must be a FUNCTION_SWITCH of a real function.
+DOTTED_HOST_SETTING = re.compile(r"(?<![A-Za-z0-9_.])AzureWebJobs\.[A-Za-z0-9_]+\.[A-Za-z0-9_]+")
+TASK_TRIGGERS = {"process_task_batch", "process_task_message"}
 
 
 def not_deployed(path: Path) -> bool:
@@ -28,12 +39,80 @@ def not_deployed(path: Path) -> bool:
 
 def mentions(text: str, name: str) -> bool:
     """name appears as a whole word: ServiceBusConnection does not count as mentioned by
-    ServiceBusConnection__fullyQualifiedNamespace."""
-    return re.search(rf"(?<![A-Za-z0-9_]){re.escape(name)}(?![A-Za-z0-9_])", text) is not None
+    ServiceBusConnection__fullyQualifiedNamespace, nor AzureWebJobs.f.Disabled by
+    AzureWebJobs.f.Disabled.x (a dot followed by a word character continues a name; a full
+    stop ending a sentence does not)."""
+    pattern = rf"(?<![A-Za-z0-9_.]){re.escape(name)}(?!\.?[A-Za-z0-9_])"
+    return re.search(pattern, text) is not None
+
+
+def example_values() -> dict[str, str]:
+    return json.loads((ROOT / "local.settings.json.example").read_text())["Values"]
 
 
 def example_settings() -> set[str]:
-    return set(json.loads((ROOT / "local.settings.json.example").read_text())["Values"])
+    return set(example_values())
+
+
+def template_settings() -> dict[str, str]:
+    """The function app's app settings in the template: name -> value expression (Bicep)."""
+    found = re.findall(rf"name: '({SETTING_NAME})'\s*\n\s*value: ([^\n]+)", BICEP)
+    settings = dict(found)
+    assert len(settings) == len(found), "a setting is set twice"
+    return settings
+
+
+def template_parameter(name: str) -> tuple[list[str], str]:
+    """A string parameter's allowed values and default."""
+    match = re.search(rf"@allowed\(\[\s*((?:'[^']*'\s*)+)\]\)\s*\nparam {name} string = '([^']*)'",
+                      BICEP)
+    assert match, f"param {name} with @allowed and a default"
+    return re.findall(r"'([^']*)'", match[1]), match[2]
+
+
+def template_value(expression: str, parameters: dict[str, str]) -> str:
+    """Evaluates the forms of string values the template's function switches use: a literal
+    'x', or <param> == 'a' ? 'x' : 'y'."""
+    if literal := re.fullmatch(r"'([^']*)'", expression):
+        return literal[1]
+    conditional = re.fullmatch(r"(\w+) == '([^']*)' \? '([^']*)' : '([^']*)'", expression)
+    assert conditional, f"cannot evaluate {expression!r}"
+    name, equals, then, otherwise = conditional.groups()
+    return then if parameters[name] == equals else otherwise
+
+
+def disabled(settings: dict[str, str]) -> set[str]:
+    """The functions AzureWebJobs.<function>.Disabled turns off ("true" or "1", as the host
+    and local_host.settings.is_disabled read it)."""
+    return {match[1] for name, value in settings.items()
+            if (match := FUNCTION_SWITCH.fullmatch(name))
+            and value.strip().lower() in ("true", "1")}
+
+
+def appsettings_commands(text: str) -> list[dict[str, str]]:
+    """The "NAME=VALUE" arguments of each az functionapp config appsettings set command."""
+    commands = re.findall(r"az functionapp config appsettings set(?:[^\n]*\\\n)*[^\n]*", text)
+    return [dict(re.findall(rf'"({SETTING_NAME})=([^"]*)"', command)) for command in commands]
+
+
+def guide_table_values() -> dict[str, str]:
+    """Step 9's table: a row's setting and the first `value` of its explanation."""
+    return dict(re.findall(rf"^\| `({SETTING_NAME})` \| `([^`]*)`", DEPLOY, re.MULTILINE))
+
+
+# Reads the app's functions in a fresh process: azure-functions allows one read per process.
+FUNCTION_NAMES_PROBE = r"""
+import json, function_app
+print(json.dumps([f.get_function_name() for f in function_app.app.get_functions()]))
+"""
+
+
+@functools.cache
+def function_names() -> frozenset[str]:
+    probe = subprocess.run([sys.executable, "-c", FUNCTION_NAMES_PROBE], cwd=ROOT,
+                           capture_output=True, text=True, timeout=60)
+    assert probe.returncode == 0, probe.stderr
+    return frozenset(json.loads(probe.stdout.strip().splitlines()[-1]))
 
 
 def environment_variables_read_by_deployed_code() -> set[str]:
@@ -89,7 +168,7 @@ def test_the_publish_command_appears_verbatim():
 
 
 def test_the_template_deploys_the_settings_the_app_needs_in_azure():
-    settings = set(re.findall(r"name: '([A-Za-z_]+)'\s*\n\s*value:", BICEP))
+    settings = set(template_settings())
     assert {"DATABASE_URL", "DATABASE_AUTH", "QUEUE_BACKEND",
             f"{SERVICE_BUS_CONNECTION}__fullyQualifiedNamespace",
             "APPLICATIONINSIGHTS_CONNECTION_STRING", "AzureWebJobsStorage",
@@ -100,7 +179,67 @@ def test_the_template_deploys_the_settings_the_app_needs_in_azure():
     engine = settings - {"FUNCTIONS_EXTENSION_VERSION", "FUNCTIONS_WORKER_RUNTIME",
                          "AzureWebJobsStorage", "WEBSITE_CONTENTAZUREFILECONNECTIONSTRING",
                          "WEBSITE_CONTENTSHARE", "APPLICATIONINSIGHTS_CONNECTION_STRING"}
+    engine = {name for name in engine if not FUNCTION_SWITCH.fullmatch(name)}
     assert engine <= {field.alias for field in Settings.model_fields.values()}
+
+
+def test_setting_names_with_dots_are_read_whole():
+    assert "AzureWebJobs.process_task_message.Disabled" in template_settings()
+    assert "AzureWebJobs.process_task_message.Disabled" in guide_table_values()
+    assert any("AzureWebJobs.process_task_message.Disabled" in command
+               for command in appsettings_commands(DEPLOY))
+    text = "set `AzureWebJobs.f.Disabled`. Then AzureWebJobs.f.Disabled.x"
+    assert mentions(text, "AzureWebJobs.f.Disabled")
+    assert not mentions("AzureWebJobs.f.Disabled.x", "AzureWebJobs.f.Disabled")
+    assert not mentions("AzureWebJobs.f.Disabled", "f.Disabled")
+
+
+def test_exactly_one_task_trigger_is_enabled_the_same_one_everywhere():
+    choices, default = template_parameter("taskTrigger")
+    settings = template_settings()
+    by_choice = {
+        choice: disabled({name: template_value(value, {"taskTrigger": choice})
+                          for name, value in settings.items() if FUNCTION_SWITCH.fullmatch(name)})
+        for choice in choices}
+    # Every choice of the template disables exactly one of the two, a different one each.
+    assert {frozenset(off) for off in by_choice.values()} == {
+        frozenset({name}) for name in TASK_TRIGGERS}
+    [main] = [command for command in appsettings_commands(DEPLOY) if "QUEUE_BACKEND" in command]
+    table = {name: value for name, value in guide_table_values().items()
+             if FUNCTION_SWITCH.fullmatch(name)}
+    everywhere = {"template (default)": by_choice[default], "deploy.md command": disabled(main),
+                  "deploy.md table": disabled(table), "example": disabled(example_values())}
+    assert all(off == {"process_task_message"} for off in everywhere.values()), everywhere
+    # The guide's command and table both set the two switches, so neither is left to chance.
+    for settings_shown in (main, table):
+        assert {FUNCTION_SWITCH.fullmatch(name)[1] for name in settings_shown
+                if FUNCTION_SWITCH.fullmatch(name)} == TASK_TRIGGERS
+
+
+def test_the_guide_switches_task_triggers_by_swapping_both_settings():
+    [switch] = [command for command in appsettings_commands(DEPLOY)
+                if command and all(FUNCTION_SWITCH.fullmatch(name) for name in command)]
+    assert set(switch) == {f"AzureWebJobs.{name}.Disabled" for name in TASK_TRIGGERS}
+    assert disabled(switch) == {"process_task_batch"}
+    assert "taskTrigger=single" in DEPLOY
+
+
+def test_function_switches_name_real_functions():
+    functions = function_names()
+    assert TASK_TRIGGERS <= functions
+    dotted = {name for name in set(template_settings()) | example_settings() if "." in name}
+    for command in appsettings_commands(DEPLOY):
+        dotted |= {name for name in command if "." in name}
+    texts = {"docs/deploy.md": DEPLOY, "infra/main.bicep": BICEP,
+             "infra/README.md": (ROOT / "infra" / "README.md").read_text(),
+             "local.settings.json.example": (ROOT / "local.settings.json.example").read_text()}
+    for where, text in texts.items():
+        found = set(DOTTED_HOST_SETTING.findall(text))
+        assert found, f"{where} names no AzureWebJobs.<function>.Disabled"
+        dotted |= found
+    wrong = sorted(name for name in dotted
+                   if not (match := FUNCTION_SWITCH.fullmatch(name)) or match[1] not in functions)
+    assert not wrong, f"not AzureWebJobs.<function>.Disabled of a function in {sorted(functions)}"
 
 
 def test_queue_properties_match_what_the_embedded_queue_imitates():

@@ -31,7 +31,7 @@ IDS = {"job_id": "job-1", "task_id": "task-1", "stage": 2}
     (psycopg.DataError("bad value"), PERMANENT),
     (psycopg.ProgrammingError("syntax"), PERMANENT),
     (OSError("disk"), TRANSIENT),
-    (FileNotFoundError("gone"), TRANSIENT),
+    (FileNotFoundError("gone"), PERMANENT),
     (TimeoutError("slow"), TRANSIENT),
     (ConnectionError("reset"), TRANSIENT),
     (ServiceBusError("bus down"), TRANSIENT),
@@ -60,10 +60,20 @@ def test_a_failed_tasks_result_holds_its_type_category_and_retryability():
         "error_type": "OperationalError", "error_category": TRANSIENT, "retryable": True}
 
 
-@pytest.mark.parametrize("retry, expected", [(0, 2.0), (1, 4.0), (2, 8.0), (3, 10.0),
-                                             (10, 10.0)])
-def test_backoff_doubles_from_the_base_up_to_the_cap(retry, expected):
-    assert retry_delay(retry, base=2.0, cap=10.0) == expected
+@pytest.mark.parametrize("retry, ceiling", [(0, 2.0), (1, 4.0), (2, 8.0), (3, 10.0),
+                                            (10, 10.0)])
+def test_backoff_doubles_from_the_base_up_to_the_cap_with_equal_jitter(retry, ceiling):
+    # min(base * 2**retry, cap): half of it fixed, half random.
+    assert retry_delay(retry, base=2.0, cap=10.0, rng=lambda: 0.0) == ceiling / 2
+    assert retry_delay(retry, base=2.0, cap=10.0, rng=lambda: 1.0) == ceiling
+    delays = {retry_delay(retry, base=2.0, cap=10.0) for _ in range(50)}
+    assert all(ceiling / 2 <= d <= ceiling for d in delays)
+    assert len(delays) > 1
+
+
+def test_backoff_is_never_sooner_than_retry_after():
+    assert retry_delay(0, base=2.0, cap=10.0, retry_after=30.0) == 30.0
+    assert retry_delay(3, base=2.0, cap=10.0, retry_after=0.5, rng=lambda: 0.0) == 5.0
 
 
 # -- CoreMachineErrorHandler ------------------------------------------------------------
