@@ -19,7 +19,7 @@ from typing import Optional, Sequence
 
 from .server import ROOT, BenchServer
 from .report import machine, render
-from .runs import submit_latency, throughput_run
+from .runs import io_bound_run, submit_latency, throughput_run
 
 WORKDIR = ROOT / ".local" / "bench"
 # LOCAL_TASK_CONCURRENCY per mode (see docs/performance.md for the sweep behind them).
@@ -46,6 +46,13 @@ def parse(argv: Optional[Sequence[str]]) -> argparse.Namespace:
     p.add_argument("--pgbench-seconds", type=int, default=10)
     p.add_argument("--run-timeout", type=float, default=240.0,
                    help="seconds one run may take before it is abandoned (240)")
+    p.add_argument("--io-tasks", type=int, default=2000,
+                   help="I/O-bound runs: tasks that each wait --io-sleep s; 0 skips (2000)")
+    p.add_argument("--io-sleep", type=float, default=0.1)
+    p.add_argument("--io-concurrency", type=int, default=16,
+                   help="handlers running at once in the I/O-bound runs (16)")
+    p.add_argument("--io-batch-workers", type=int, default=2,
+                   help="batch invocations at once in the I/O-bound batch run (2)")
     p.add_argument("--quick", action="store_true",
                    help="smoke run: 2 jobs of 100, 1 consumer, 50 submits, pgbench 2 s")
     p.add_argument("--out", default=str(WORKDIR / "results.json"))
@@ -53,6 +60,7 @@ def parse(argv: Optional[Sequence[str]]) -> argparse.Namespace:
     if args.quick:
         args.jobs, args.tasks_per_job, args.consumers = 2, 100, "1"
         args.submits, args.pgbench_seconds, args.run_timeout = 50, 2, 60.0
+        args.io_tasks = 200
     return args
 
 
@@ -98,6 +106,21 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                     results["runs"].append(run)
                     print(f"  {run.get('tasks_per_second', 0):,.0f} tasks/s"
                           if "error" not in run else f"  error: {run['error']}", flush=True)
+        results["io_runs"] = []
+        for mode in [m.strip() for m in args.modes.split(",") if m.strip()] if args.io_tasks else []:
+            print(f"I/O-bound run {mode}: {args.io_tasks} tasks of {args.io_sleep:g} s, "
+                  f"{args.io_concurrency} at once ...", flush=True)
+            try:
+                run = io_bound_run(server, mode=mode, concurrency=args.io_concurrency,
+                                   workers=args.io_batch_workers, tasks=args.io_tasks,
+                                   sleep=args.io_sleep, workdir=WORKDIR / "runs",
+                                   timeout=args.run_timeout)
+            except RuntimeError as exc:
+                run = {"mode": mode, "error": str(exc)}
+            results["io_runs"].append(run)
+            print(f"  {run['seconds']:.2f} s, ideal {run['ideal_seconds']:.2f} s "
+                  f"({run['vs_ideal']:.2f}x)" if "vs_ideal" in run
+                  else f"  error: {run.get('error')}", flush=True)
         print(f"{args.submits} sequential submits ...", flush=True)
         results["submit"] = submit_latency(
             server, count=args.submits, workdir=WORKDIR / "runs",

@@ -80,6 +80,23 @@ def run_rows(runs: list[dict], tps_baseline: Optional[float]) -> str:
     return table(headers, rows)
 
 
+def io_rows(runs: list[dict]) -> str:
+    headers = ["mode", "tasks", "wait s", "handlers at once", "invocations x per batch",
+               "seconds", "ideal s", "x ideal", "tasks/s"]
+    rows = []
+    for r in runs:
+        if "error" in r:
+            rows.append([r["mode"], "error: " + r["error"]] + [""] * 7)
+            continue
+        shape = (f"{r['local_task_concurrency']} x {r['TASK_BATCH_CONCURRENCY']}"
+                 if r["mode"] == "batch" else f"{r['local_task_concurrency']} x 1")
+        rows.append([r["mode"], str(r["tasks"]), fmt(r["sleep_seconds"], 2),
+                     str(r["handler_concurrency"]), shape, fmt(r["seconds"], 2),
+                     fmt(r["ideal_seconds"], 2), fmt(r["vs_ideal"], 2),
+                     fmt(r["tasks_per_second"])])
+    return table(headers, rows)
+
+
 def cost_rows(runs: list[dict]) -> str:
     headers = ["mode", "cons", "conc", "engine stmt/task", "engine tx/task",
                "engine tx/batch (task path)", "tasks/batch", "queue stmt/task", "queue tx/task",
@@ -173,6 +190,9 @@ def render(results: dict) -> str:
         "from /proc (other = CPU of processes outside the run)",
         cost_rows(results["runs"]),
     ]
+    if results.get("io_runs"):
+        parts += ["", "I/O-bound: hello_world tasks that each wait (sleep_seconds), against "
+                  "the ideal tasks x wait / handlers at once", io_rows(results["io_runs"])]
     sub = results.get("submit")
     if sub:
         adv_small = sub["small_jobs_stage_advance_ms"]

@@ -151,7 +151,8 @@ def sql_summary(stats: list[Optional[dict]], tasks: int) -> dict[str, Any]:
 
 def throughput_run(server: BenchServer, *, mode: str, consumers: int, concurrency: int,
                    jobs: int, tasks_per_job: int, workdir: Path, timeout: float,
-                   tag: str) -> dict[str, Any]:
+                   tag: str, job_params: Optional[dict] = None,
+                   extra_env: Optional[dict] = None) -> dict[str, Any]:
     total_tasks = jobs * tasks_per_job * 2  # hello_world: two stages of n tasks
     server.truncate()
     run_dir = workdir / tag
@@ -161,10 +162,11 @@ def throughput_run(server: BenchServer, *, mode: str, consumers: int, concurrenc
                               "tasks_per_job": tasks_per_job, "tasks": total_tasks}
     with HostGroup(consumers, database_url=server.url, mode=mode,
                    task_concurrency=concurrency, stats_prefix=run_dir / "sql",
-                   log_dir=run_dir) as group:
+                   log_dir=run_dir, extra_env=extra_env) as group:
         result["rss_mb_start"] = group.rss_mb()
         meter = CpuMeter([h.pid for h in group.hosts], server.postmaster)
-        params = [{"n": tasks_per_job, "message": f"bench {tag} job {i}"} for i in range(jobs)]
+        params = [{"n": tasks_per_job, "message": f"bench {tag} job {i}", **(job_params or {})}
+                  for i in range(jobs)]
         first = time.time()
         with ThreadPoolExecutor(jobs) as pool:
             answers = list(pool.map(
@@ -273,3 +275,27 @@ def submit_latency(server: BenchServer, *, count: int, workdir: Path, concurrenc
                                                       "alone", keepalive=False)
         out["submit_path_alone"]["cpu"] = meter.stop(keepalive_count)
     return out
+
+
+def io_bound_run(server: BenchServer, *, mode: str, concurrency: int, workers: int,
+                 tasks: int, sleep: float, workdir: Path, timeout: float) -> dict[str, Any]:
+    """`tasks` hello_world tasks that each wait `sleep` seconds (as on storage), on one
+    host running `concurrency` handlers at once: in batch mode `workers` batch
+    invocations of concurrency / workers handlers each (TASK_BATCH_CONCURRENCY), in single
+    mode `concurrency` single-message invocations. Reported beside the ideal,
+    tasks x sleep / concurrency."""
+    if mode == "batch":
+        local, env = workers, {"TASK_BATCH_CONCURRENCY": str(max(concurrency // workers, 1))}
+    else:
+        local, env = concurrency, {}
+    env["DB_POOL_MAX_SIZE"] = str(local + concurrency + 8)
+    tag = f"io-{mode}-{concurrency}"
+    run = throughput_run(server, mode=mode, consumers=1, concurrency=local, jobs=1,
+                         tasks_per_job=tasks // 2, workdir=workdir, timeout=timeout, tag=tag,
+                         job_params={"sleep_seconds": sleep}, extra_env=env)
+    run.update({"handler_concurrency": concurrency, "sleep_seconds": sleep,
+                "local_task_concurrency": local, **env,
+                "ideal_seconds": tasks * sleep / concurrency})
+    if "seconds" in run:
+        run["vs_ideal"] = run["seconds"] / run["ideal_seconds"]
+    return run
