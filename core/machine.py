@@ -227,8 +227,7 @@ class CoreMachine:
         return TaskStatus.COMPLETED.value
 
     def _stage_definition(self, task: dict[str, Any]) -> dict[str, Any]:
-        job_class = self.jobs_registry.get(task["job_type"])
-        return job_class.stages[task["stage"] - 1] if job_class else {}
+        return self.state_manager.stage_definition(task, task["stage"])
 
     def _handler_context(self, task: dict[str, Any], definition: dict[str, Any]) -> dict:
         context = base_context(task)

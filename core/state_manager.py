@@ -268,7 +268,7 @@ class StateManager(TaskRequeueMixin):
         job = self.jobs.get_job(conn, row["job_id"], for_update=True)
         if job is None:
             return None
-        definition = self._definition(job, row["stage"])
+        definition = self.stage_definition(job, row["stage"])
         if failure is not None and not tolerates_failures(definition):
             return self._fail_job(conn, job["job_id"], failure)
         if failure_cap_exceeded(definition, row):
@@ -278,7 +278,8 @@ class StateManager(TaskRequeueMixin):
             return None
         return self._close_stage(conn, job, row)
 
-    def _definition(self, job: dict[str, Any], stage: int) -> dict[str, Any]:
+    def stage_definition(self, job: dict[str, Any], stage: int) -> dict[str, Any]:
+        """A job's (or task's: both carry job_type) stage declaration; {} if unregistered."""
         job_class = self.all_jobs.get(job["job_type"])
         return job_class.stages[stage - 1] if job_class else {}
 
