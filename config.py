@@ -108,6 +108,10 @@ class Settings(BaseSettings):
     # The sweeper re-drives what has been stuck this long: unsent messages, finished
     # stages not moved on, queued tasks whose message was lost (x10).
     sweep_after_seconds: float = Field(default=60.0, gt=0, alias="SWEEP_AFTER_SECONDS")
+    # A stage opens in chunks of this many tasks, each chunk's tasks and messages in a
+    # transaction of its own (the whole list is stored first): a stage of 100,000 tasks
+    # never holds one transaction's locks for long.
+    stage_chunk_size: int = Field(default=2000, ge=1, alias="STAGE_CHUNK_SIZE")
 
     # Diagnostics: when set, each process counts its SQL statements and transactions
     # (embedded queue vs engine) and writes them as JSON to <SQL_STATS_FILE>.<pid>.json at

@@ -89,3 +89,18 @@ class TransientError(EngineError):
 
 class PermanentError(EngineError):
     """A failure that retrying cannot fix: the task fails at once."""
+
+
+class RequirementError(JobValidationError):
+    """A job's submit check found a requirement not met (a container, blob or table
+    missing, or a table already there): a 400 naming the parameter and the resource."""
+
+    def __init__(self, message: str, parameter: str | None = None,
+                 resource: str | None = None):
+        super().__init__(message, parameter)
+        self.resource = resource
+
+
+class ResourceUnavailableError(EngineError):
+    """Storage or a database a submit check or task builder needs cannot be reached right
+    now (a 503 at submit; a transient failure elsewhere)."""

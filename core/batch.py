@@ -15,6 +15,7 @@ import logging
 from typing import Any, Optional
 
 from config import TASKS_QUEUE, get_settings
+from core.cleanup import CLEANUP_STAGE
 from core.error_handler import classify
 from core.handler_pool import DONE, HandlerPool, InvocationBudget, Run
 from core.log_context import log_context
@@ -85,7 +86,7 @@ class TaskBatchProcessor:
             return "dead-lettered"
         if row["attempt"] != message.attempt:
             return "stale attempt"
-        if row["job_status"] not in ("queued", "processing"):
+        if row["job_status"] not in ("queued", "processing") and row["stage"] != CLEANUP_STAGE:
             if row["status"] in ("queued", "processing"):
                 with get_database().connection() as conn:
                     self.state.tasks.cancel_queued(conn, row["parent_job_id"])
@@ -103,6 +104,8 @@ class TaskBatchProcessor:
             run.context = base_context(task)
             if run.definition.get("uses_lineage"):  # read by the claim
                 run.context["predecessor_result"] = task["predecessor_result"]
+            if task["stage"] == CLEANUP_STAGE:
+                run.context.update(self.state.cleanup_context(task))
             if run.definition.get("parallelism") == "fan_in":
                 run.context.update(self.state.handler_context_data(task, False, True))
 

@@ -18,12 +18,13 @@ from config import JOBS_QUEUE, get_settings
 from core.error_handler import CONTRACT, CoreMachineErrorHandler, classify
 from core.log_context import log_context
 from core.models import (
-    JobQueueMessage, JobStatus, TaskDefinition, TaskQueueMessage, TaskStatus,
+    JobQueueMessage, JobStatus, TaskQueueMessage, TaskStatus,
 )
 from core.orchestration_manager import OrchestrationManager
 from core.stage_rules import record_failures
 from core.startup import check_stage_timeouts
 from core.registry import validate_registries
+from core.stage_opener import StageOpener
 from core.state_manager import StageClosure, StateManager
 from core.handler_pool import DONE, HandlerPool, InvocationBudget, Run
 from core.task_runner import base_context, retry_delay, storable_json
@@ -31,13 +32,10 @@ from exceptions import ContractViolationError, PoisonMessageError, UnknownJobTyp
 from infrastructure.db import get_database
 from infrastructure.outbox import Outbox
 from infrastructure.queues import QueueSender, get_queue
+from infrastructure.resources import Resources
 from jobs.base import JobExecutionContext
 
 logger = logging.getLogger(__name__)
-
-
-def describe_error(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {exc}"
 
 
 class CoreMachine:
@@ -52,6 +50,7 @@ class CoreMachine:
         self.jobs_registry = all_jobs
         self.handlers_registry = all_handlers
         self._queue = queue
+        self._resources: Optional[Resources] = None
         self.outbox = Outbox(lambda: self.queue, get_database)
         self.state_manager = StateManager(all_jobs, self.outbox)
         self.state_manager.finalizer = self._conclude
@@ -60,6 +59,13 @@ class CoreMachine:
     @property
     def queue(self) -> QueueSender:
         return self._queue or get_queue()
+
+    @property
+    def resources(self) -> Resources:
+        """The I/O interfaces core hands to submit checks and task builders."""
+        if self._resources is None:
+            self._resources = Resources()
+        return self._resources
 
     def job_class(self, job_type: str) -> Any:
         try:
@@ -127,47 +133,7 @@ class CoreMachine:
         """Open the message's stage. Returns what was done, for logs and tests."""
         message = JobQueueMessage.parse(body)
         with log_context(job_id=message.job_id, stage=message.stage, operation="open_stage"):
-            return self._open_stage(message)
-
-    def _open_stage(self, message: JobQueueMessage) -> str:
-        opening = self.state_manager.open_stage(
-            message.job_id, message.stage, message.attempt, self._stage_builder(message.stage)
-        )
-        if opening.ignored == "unknown job":
-            raise PoisonMessageError(f"job message for unknown job {message.job_id}")
-        if opening.ignored:
-            logger.info("job message ignored: %s", opening.ignored)
-        else:
-            logger.info("stage %s opened: %d task(s) queued", message.stage, opening.task_count)
-        # Sends the new tasks' messages (Service Bus); after an ignored repeat, whatever
-        # an earlier delivery committed but failed to send.
-        self.outbox.flush(message.job_id)
-        self._after_close(opening.closure)
-        return opening.ignored or "opened"
-
-    def _stage_builder(self, stage: int):
-        def build(job: dict[str, Any], previous: Optional[list]) -> list[TaskDefinition]:
-            try:
-                job_class = self.job_class(job["job_type"])
-            except UnknownJobTypeError as exc:  # removed by a deploy while the job ran
-                raise ContractViolationError(str(exc)) from None
-            try:
-                tasks = self.orchestrator.build_tasks(
-                    job_class, stage, job["parameters"], job["job_id"], previous)
-            except ContractViolationError:
-                raise
-            except Exception as exc:  # a job's own code failed: the job fails with the cause
-                raise ContractViolationError(
-                    f"{job_class.__name__}.create_tasks_for_stage failed: {describe_error(exc)}"
-                ) from exc
-            unknown = sorted({t.task_type for t in tasks} - set(self.handlers_registry))
-            if unknown:
-                raise ContractViolationError(
-                    f"{job_class.__name__} created tasks of type(s) {unknown} with no handler "
-                    "in ALL_HANDLERS"
-                )
-            return tasks
-        return build
+            return StageOpener(self).open(message)
 
     def _after_close(self, closure: Optional[StageClosure]) -> None:
         if closure is None:
@@ -182,6 +148,8 @@ class CoreMachine:
                 logger.info("job %s", closure.status)
         elif closure.action == "failed":
             logger.warning("job failed")
+            if self.outbox.deferred:
+                self.outbox.flush(closure.job_id)  # its cleanup task's message, if any
 
     # -- task messages ------------------------------------------------------------------
     def process_task_message(self, body: bytes | str,

@@ -7,6 +7,7 @@ unique across all jobs.
 
 from __future__ import annotations
 
+import inspect
 from typing import Any, Optional
 
 from core.models import TaskDefinition
@@ -27,6 +28,18 @@ def previous_results_view(tasks: list[dict[str, Any]]) -> list[dict[str, Any]]:
     ]
 
 
+def wants_resources(job_class: Any) -> bool:
+    """Whether a job's create_tasks_for_stage takes core's I/O interfaces (a parameter
+    named `resources`): a builder that reads storage gets them from core, so the job file
+    imports no infrastructure."""
+    try:
+        parameters = inspect.signature(job_class.create_tasks_for_stage).parameters
+    except (TypeError, ValueError):
+        return False
+    return "resources" in parameters or any(
+        p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values())
+
+
 class OrchestrationManager:
     def stage_definition(self, job_class: Any, stage: int) -> dict[str, Any]:
         return job_class.stages[stage - 1]
@@ -38,6 +51,7 @@ class OrchestrationManager:
         job_params: dict[str, Any],
         job_id: str,
         previous_results: Optional[list[dict[str, Any]]],
+        resources: Any = None,
     ) -> list[TaskDefinition]:
         definition = self.stage_definition(job_class, stage)
         if definition.get("parallelism") == "fan_in":
@@ -45,7 +59,9 @@ class OrchestrationManager:
                 task_id=task_id_for(job_id, stage, 0), task_type=definition["task_type"],
                 stage=stage, task_index=0, parameters={"fan_in_source_stage": stage - 1},
             )]
-        specs = job_class.create_tasks_for_stage(stage, job_params, job_id, previous_results)
+        extra = {"resources": resources} if wants_resources(job_class) else {}
+        specs = job_class.create_tasks_for_stage(stage, job_params, job_id, previous_results,
+                                                 **extra)
         if specs is None:
             specs = []
         if not isinstance(specs, list):

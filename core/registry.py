@@ -82,6 +82,64 @@ def _check_stage_options(where: str, stage: dict[str, Any]) -> None:
                                 "a number from 0 up to (not including) 1")
 
 
+def _check_cleanup(job_type: str, job: Any, handlers: dict[str, Callable]) -> None:
+    task_type = getattr(job, "cleanup_task_type", None)
+    if task_type is None:
+        return
+    if not isinstance(task_type, str) or not task_type:
+        raise RegistryError(f"Job '{job_type}' has cleanup_task_type {task_type!r}; it must "
+                            "name a task type (or be left out)")
+    if task_type not in handlers:
+        raise RegistryError(
+            f"Job '{job_type}' declares cleanup task type '{task_type}', which has no "
+            f"handler in ALL_HANDLERS (services/__init__.py). Registered task types: "
+            f"{', '.join(sorted(handlers)) or 'none'}")
+
+
+def parameter_names(schema: Any) -> set[str]:
+    """The top-level parameter names of a dict schema or a pydantic model."""
+    fields = getattr(schema, "model_fields", None)
+    if isinstance(fields, dict):
+        return set(fields)
+    return set(schema) if isinstance(schema, dict) else set()
+
+
+def _check_submit_checks(job_type: str, job: Any) -> None:
+    from infrastructure.submit_checks import SUBMIT_CHECKS
+    from jobs.declarations import SubmitCheck
+
+    checks = getattr(job, "submit_checks", ()) or ()
+    if not isinstance(checks, (list, tuple)):
+        raise RegistryError(f"Job '{job_type}' submit_checks must be a list of SubmitCheck")
+    names = parameter_names(getattr(job, "parameters_schema", {}))
+    identities: set[str] = set()
+    for position, check in enumerate(checks):
+        where = f"Job '{job_type}' submit_checks[{position}]"
+        if not isinstance(check, SubmitCheck):
+            raise RegistryError(f"{where} is {type(check).__name__}; it must be a "
+                                "SubmitCheck (jobs/declarations.py)")
+        if isinstance(check.check, str):
+            if check.check not in SUBMIT_CHECKS:
+                raise RegistryError(f"{where} names check '{check.check}'; known checks: "
+                                    f"{', '.join(sorted(SUBMIT_CHECKS))} (or a function)")
+            wanted = set(SUBMIT_CHECKS[check.check][1])
+            if set(check.arguments) != wanted:
+                raise RegistryError(f"{where} ('{check.check}') takes arguments "
+                                    f"{sorted(wanted)}, declared {sorted(check.arguments)}")
+        elif not callable(check.check):
+            raise RegistryError(f"{where}: check must be a check's name or a function")
+        unknown = sorted({check.parameter, *check.arguments.values()} - names)
+        if unknown:
+            raise RegistryError(f"{where} ({check.name}) refers to parameter(s) {unknown} "
+                                f"that parameters_schema does not declare")
+        if check.identity is not None:
+            if check.identity in names or check.identity in identities:
+                raise RegistryError(f"{where} ({check.name}) has identity "
+                                    f"'{check.identity}', which is already a parameter's "
+                                    "or another check's name")
+            identities.add(check.identity)
+
+
 def validate_registries(jobs: dict[str, Any], handlers: dict[str, Callable]) -> None:
     # Imported here: jobs/__init__.py calls this function while the jobs package loads.
     from jobs.validation import validate_schema
@@ -104,6 +162,8 @@ def validate_registries(jobs: dict[str, Any], handlers: dict[str, Callable]) -> 
         if not getattr(job, "description", None):
             raise RegistryError(f"Job '{job_type}' ({job.__name__}) has no description")
         _check_stages(job_type, job, handlers)
+        _check_cleanup(job_type, job, handlers)
+        _check_submit_checks(job_type, job)
         try:
             validate_schema(job.__name__, getattr(job, "parameters_schema", {}))
         except ContractViolationError as exc:

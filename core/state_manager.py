@@ -14,21 +14,24 @@ from typing import Any, Callable, Optional
 
 import psycopg
 
-from config import JOBS_QUEUE, TASKS_QUEUE
+from config import JOBS_QUEUE
 from core.models import (
-    JobQueueMessage, JobStatus, TaskDefinition, TaskQueueMessage, TaskRecord, TaskStatus,
+    JobQueueMessage, JobStatus, TaskRecord, TaskStatus,
 )
 from core.orchestration_manager import previous_results_view
 from core.stage_rules import failure_cap_exceeded, failure_cap_message, tolerates_failures
+from core.cleanup import CLEANUP_STAGE, CleanupMixin, cleanup_definition
+from core.stage_opening import StageOpeningMixin
 from core.status_view import status_view
 from core.task_requeue import TaskRequeueMixin, outgoing
-from exceptions import ContractViolationError
 from infrastructure.batch_repository import BatchRepository
 from infrastructure.db import get_database
 from infrastructure.outbox import Outbox
 from infrastructure.queues import get_queue
 from infrastructure.dead_letters import DeadLetterRepository
+from infrastructure.job_metadata import JobMetadataRepository
 from infrastructure.repositories import JobRepository, TaskRepository
+from infrastructure.stage_plans import StagePlanRepository
 
 @dataclass(frozen=True)
 class StageClosure:
@@ -52,14 +55,17 @@ class StageOpening:
     ignored: Optional[str] = None
     task_count: int = 0
     closure: Optional[StageClosure] = None
+    chunks_left: int = 0  # chunks stored, to be inserted by open_next_chunk
 
 
-class StateManager(TaskRequeueMixin):
+class StateManager(StageOpeningMixin, CleanupMixin, TaskRequeueMixin):
     def __init__(self, all_jobs: dict[str, Any], outbox: Optional[Outbox] = None):
         self.all_jobs = all_jobs
         self.outbox = outbox or Outbox(get_queue, get_database)
         self.jobs = JobRepository()
         self.tasks = TaskRepository()
+        self.plans = StagePlanRepository()
+        self.job_metadata = JobMetadataRepository()
         # conclude(job, tasks) -> (status, result, error): set by CoreMachine, so the
         # transaction that closes a job's last stage also finalizes it.
         self.finalizer: Optional[Callable[..., tuple]] = None
@@ -74,50 +80,7 @@ class StateManager(TaskRequeueMixin):
     def db(self):
         return get_database()
 
-    # -- stages -------------------------------------------------------------------------
-    def open_stage(
-        self,
-        job_id: str,
-        stage: int,
-        attempt: int,
-        build: Callable[[dict[str, Any], Optional[list[dict[str, Any]]]], list[TaskDefinition]],
-    ) -> StageOpening:
-        """Create a stage's tasks and their messages once, in one transaction (a repeated
-        job message finds the stage opened and does nothing)."""
-        with self.db.transaction() as conn:
-            job = self.jobs.get_job(conn, job_id, for_update=True)
-            if job is None:
-                return StageOpening(ignored="unknown job")
-            if JobStatus(job["status"]).is_terminal:
-                return StageOpening(ignored=f"job already {job['status']}")
-            if job["stage"] != stage or job["attempt"] != attempt:
-                return StageOpening(ignored=f"stale message: job is at stage {job['stage']}")
-            if self.tasks.get_stage(conn, job_id, stage) is not None:
-                return StageOpening(ignored="stage already opened")
-            self.jobs.mark_processing(conn, job_id)
-            previous = None
-            if stage > 1:
-                previous = previous_results_view(self.tasks.list_tasks(
-                    conn, job_id, stage - 1, columns=self.tasks.OUTCOME_COLUMNS))
-            try:
-                definitions = build(job, previous)
-            except ContractViolationError as exc:
-                self.jobs.end_job(conn, job_id, JobStatus.FAILED.value,
-                                  error_details=f"Stage {stage}: {exc}")
-                return StageOpening(ignored="job failed building its tasks",
-                                    closure=StageClosure("failed", job_id, attempt))
-            self.tasks.insert_tasks(conn, job_id, job["job_type"], definitions, attempt)
-            self.tasks.create_stage(conn, job_id, stage, len(definitions))
-            self.outbox.add(conn, job_id, TASKS_QUEUE, [
-                outgoing(TaskQueueMessage(job_id=job_id, task_id=t.task_id, stage=stage,
-                                          attempt=attempt))
-                for t in definitions
-            ])
-            if not definitions:
-                row = self.tasks.get_stage(conn, job_id, stage)
-                return StageOpening(closure=self._close_stage(conn, job, row))
-            return StageOpening(task_count=len(definitions))
-
+    # -- stages: opening in core/stage_opening.py ----------------------------------------
     def _close_stage(
         self, conn: psycopg.Connection, job: dict[str, Any], row: dict[str, Any]
     ) -> Optional[StageClosure]:
@@ -145,7 +108,7 @@ class StateManager(TaskRequeueMixin):
             return None  # the job moved on or ended meanwhile
         if failing:
             cause = self._first_failure(conn, job_id, stage)
-            self.jobs.end_job(conn, job_id, JobStatus.FAILED.value, error_details=(
+            self.end_failed(conn, job, (
                 failure_cap_message(definition, row, cause)
                 if tolerates_failures(definition) else
                 f"Stage {stage} ({definition['name']}) failed: {row['failed']} of "
@@ -204,7 +167,7 @@ class StateManager(TaskRequeueMixin):
             job = self.jobs.get_job(conn, task["parent_job_id"])
             if job["attempt"] != attempt:
                 return None, "stale attempt"
-            if JobStatus(job["status"]).is_terminal:
+            if JobStatus(job["status"]).is_terminal and task["stage"] != CLEANUP_STAGE:
                 if not TaskStatus(task["status"]).is_terminal:
                     # queued, or processing by a worker that died: nothing will end it
                     self.tasks.cancel_queued(conn, job["job_id"])
@@ -224,6 +187,8 @@ class StateManager(TaskRequeueMixin):
         self, task: dict[str, Any], lineage: bool, fan_in: bool
     ) -> dict[str, Any]:
         data: dict[str, Any] = {}
+        if task["stage"] == CLEANUP_STAGE:
+            return self.cleanup_context(task)
         if lineage and "predecessor_result" in task:  # read by the claim
             data["predecessor_result"] = task["predecessor_result"]
             lineage = False
@@ -263,6 +228,10 @@ class StateManager(TaskRequeueMixin):
         count; failure: the job's error if a task of it failed for good just now). A
         failure fails the job at once, unless the stage tolerates failures (then only
         past its max_failed_fraction); the stage's last task closes it."""
+        if row["stage"] == CLEANUP_STAGE:  # never re-opens its job: only recorded on it
+            if row["pending"] == 0:
+                self.record_cleanup(conn, row["job_id"])
+            return None
         if failure is None and row["pending"] > 0:
             return None
         job = self.jobs.get_job(conn, row["job_id"], for_update=True)
@@ -281,7 +250,11 @@ class StateManager(TaskRequeueMixin):
     def stage_definition(self, job: dict[str, Any], stage: int) -> dict[str, Any]:
         """A job's (or task's: both carry job_type) stage declaration; {} if unregistered."""
         job_class = self.all_jobs.get(job["job_type"])
-        return job_class.stages[stage - 1] if job_class else {}
+        if job_class is None:
+            return {}
+        if stage == CLEANUP_STAGE:
+            return cleanup_definition(job_class)
+        return job_class.stages[stage - 1]
 
     def _first_failure(self, conn: psycopg.Connection, job_id: str, stage: int) -> str:
         first = self.tasks.first_failure(conn, job_id, stage)
@@ -290,10 +263,11 @@ class StateManager(TaskRequeueMixin):
     def _fail_job(self, conn: psycopg.Connection, job_id: str, error: str
                   ) -> Optional[StageClosure]:
         job = self.jobs.get_job(conn, job_id, for_update=True)
-        if not self.jobs.end_job(conn, job_id, JobStatus.FAILED.value, error_details=error):
+        closure = self.end_failed(conn, job, error)
+        if closure is None:
             return None  # already ended (a sibling failed it first)
         self.tasks.cancel_queued(conn, job_id)
-        return StageClosure("failed", job_id, job["attempt"])
+        return closure
 
     # -- jobs ---------------------------------------------------------------------------
     def finalize_job(
@@ -327,6 +301,7 @@ class StateManager(TaskRequeueMixin):
         with self.db.transaction() as conn:
             attempt = self.jobs.start_new_attempt(conn, job_id, parameters)
             if attempt is not None:
+                self.plans.discard(conn, job_id)
                 self.outbox.add(conn, job_id, JOBS_QUEUE, [outgoing(
                     JobQueueMessage(job_id=job_id, stage=1, attempt=attempt))])
         return attempt

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from core.submit_checks import check_requirements, identity_values
 from exceptions import JobValidationError
 
 
@@ -29,9 +30,13 @@ def submit_job(machine: Any, job_type: str, params: Any) -> SubmitOutcome:
         raise
     except (ValueError, TypeError) as exc:  # a job's own check, across parameters
         raise JobValidationError(f"{job_type}: {exc}") from exc
+    # Checks that give the job's identity (a source blob's etag) run at every submit; the
+    # others only when a job would be created, so the same submit again finds its job.
+    validated = {**validated, **identity_values(job_class, validated, machine.resources)}
     job_id = job_class.generate_job_id(validated)
     existing = machine.state_manager.get_job(job_id)
     if existing is None:
+        check_requirements(job_class, validated, machine.resources)
         record = job_class.create_job_record(job_id, validated)
         if record.get("created", True):
             job_class.queue_job(job_id, validated)
@@ -39,6 +44,7 @@ def submit_job(machine: Any, job_type: str, params: Any) -> SubmitOutcome:
             return SubmitOutcome(True, record)
     elif existing["status"] == "failed":
         # A failed job runs again as a new attempt; messages of older attempts are ignored.
+        check_requirements(job_class, validated, machine.resources)
         if machine.state_manager.start_new_attempt(job_id, validated) is not None:
             machine.outbox.flush(job_id)
             return SubmitOutcome(True, machine.state_manager.job_status(job_id), rerun=True)

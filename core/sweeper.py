@@ -11,7 +11,11 @@ while other instances sweep, since every step is conditional or skips locked row
   message that opens it): that message sent again, with the same message id (Service Bus
   drops it if the original was sent within its duplicate detection window; the job is
   then found again 10 sweep periods later);
-- jobs whose last stage closed but that were never finalized: finalized.
+- jobs whose last stage closed but that were never finalized: finalized;
+- stages that stopped opening between chunks (their opener died): the stored chunks
+  inserted and sent;
+- cleanup tasks (of jobs that failed) whose worker died or whose message was lost, as
+  for any task.
 """
 
 from __future__ import annotations
@@ -24,6 +28,8 @@ from core.log_context import log_context
 from core.models import JobQueueMessage, TaskQueueMessage
 from core.state_manager import outgoing
 from exceptions import WorkerLostError
+from core.stage_opener import StageOpener
+from infrastructure.cleanup_repository import CleanupRepository
 from infrastructure.db import get_database
 from infrastructure.repositories import JobRepository, TaskRepository
 
@@ -37,6 +43,7 @@ class Sweeper:
         self.machine = machine
         self.tasks = TaskRepository()
         self.jobs = JobRepository()
+        self.cleanups = CleanupRepository()
 
     def sweep(self) -> dict[str, int]:
         """One pass; returns what it did, by kind."""
@@ -46,6 +53,8 @@ class Sweeper:
             # before the outbox's own step: a job whose message still waits there is not
             # stranded, and must not be sent twice in one pass
             "stranded_jobs_resent": lambda: self._stranded_jobs(after * 10),
+            "stage_openings_resumed": lambda: StageOpener(self.machine).resume_stalled(
+                after, BATCH),
             "messages_sent": lambda: self.machine.outbox.flush(older_than_seconds=after),
             "lapsed_tasks": lambda: self._lapsed_leases(settings.task_lease_seconds),
             "orphans_cancelled": self.machine.state_manager.cancel_orphans,
@@ -75,7 +84,8 @@ class Sweeper:
 
     def _lapsed_leases(self, lease_seconds: float) -> int:
         with get_database().connection() as conn:
-            candidates = self.tasks.lapsed_leases(conn, BATCH)
+            candidates = (self.tasks.lapsed_leases(conn, BATCH)
+                          + self.cleanups.lapsed(conn, BATCH))
         handled = 0
         for row in candidates:
             # Claim it as a worker would (only if the lease is still lapsed), then fail
@@ -97,7 +107,8 @@ class Sweeper:
 
     def _stale_queued(self, older_than: float) -> int:
         with get_database().transaction() as conn:
-            rows = self.tasks.stale_queued(conn, older_than, BATCH)
+            rows = (self.tasks.stale_queued(conn, older_than, BATCH)
+                    + self.cleanups.stale_queued(conn, older_than, BATCH))
             by_job: dict[str, list] = {}
             for row in rows:
                 message = TaskQueueMessage(job_id=row["parent_job_id"], task_id=row["task_id"],

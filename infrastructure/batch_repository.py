@@ -33,7 +33,7 @@ class BatchRepository:
             " jsonb_to_recordset(%(batch)s) AS m(task_id text, attempt int)"
             " WHERE t.task_id = m.task_id AND j.job_id = t.parent_job_id"
             " AND j.attempt = m.attempt AND t.attempt = m.attempt"
-            " AND j.status IN ('queued', 'processing')"
+            " AND (j.status IN ('queued', 'processing') OR t.stage = 0)"
             " AND (t.status = 'queued' OR (t.status = 'processing'"
             "      AND t.lease_expires_at < now()))"
             " RETURNING t.task_id, t.parent_job_id, t.job_type, t.task_type, t.stage,"
@@ -45,9 +45,9 @@ class BatchRepository:
 
     def why_unclaimed(self, conn: psycopg.Connection, task_ids: list[str]
                       ) -> dict[str, dict[str, Any]]:
-        """For tasks not claimed: their status and their job's status and attempt."""
+        """For tasks not claimed: their status and stage, their job's status and attempt."""
         rows = conn.execute(
-            "SELECT m.task_id, t.status, t.parent_job_id, j.status AS job_status,"
+            "SELECT m.task_id, t.status, t.stage, t.parent_job_id, j.status AS job_status,"
             " j.attempt FROM jsonb_array_elements_text(%s) AS m(task_id)"
             " LEFT JOIN app.tasks t ON t.task_id = m.task_id"
             " LEFT JOIN app.jobs j ON j.job_id = t.parent_job_id",
@@ -116,11 +116,12 @@ class BatchRepository:
             " heartbeat = now() FROM jsonb_to_recordset(%s) AS m(task_id text, attempt int)"
             " WHERE t.task_id = m.task_id AND t.attempt = m.attempt"
             " AND t.status = 'processing'"
-            " RETURNING t.task_id,"
+            " RETURNING t.task_id, t.stage,"
             "  (SELECT j.status FROM app.jobs j WHERE j.job_id = t.parent_job_id) AS job_status",
             (lease_seconds, records(task_id=task_ids, attempt=attempts)),
         ).fetchall()
-        return {r["task_id"] for r in rows if r["job_status"] in ACTIVE_JOB}
+        # A cleanup task (stage 0) runs for a job that has ended.
+        return {r["task_id"] for r in rows if r["job_status"] in ACTIVE_JOB or r["stage"] == 0}
 
     def hand_back(self, conn: psycopg.Connection, task_ids: list[str], attempts: list[int]
                   ) -> list[dict[str, Any]]:

@@ -62,10 +62,12 @@ class JobRepository:
             "UPDATE app.jobs SET attempt = attempt + 1, status = 'queued', stage = 1,"
             " parameters = %s,"
             " stage_results = '{}'::jsonb, result_data = NULL, error_details = NULL,"
-            " metadata = jsonb_set(metadata, '{previous_attempts}',"
+            " metadata = jsonb_set(metadata - 'cleanup' - 'stage_build_retries',"
+            "  '{previous_attempts}',"
             "  coalesce(metadata->'previous_attempts', '[]'::jsonb) || jsonb_build_array("
-            "   jsonb_build_object('attempt', attempt, 'error_details', error_details,"
-            "                      'ended_at', updated_at))),"
+            "   jsonb_strip_nulls(jsonb_build_object('attempt', attempt,"
+            "    'error_details', error_details, 'ended_at', updated_at,"
+            "    'cleanup', metadata->'cleanup')))),"
             " updated_at = now()"
             " WHERE job_id = %s AND status = 'failed' RETURNING attempt",
             (Jsonb(parameters), job_id),
@@ -235,7 +237,7 @@ class TaskRepository:
             " FROM app.jobs j"
             " WHERE t.task_id = %(task_id)s AND j.job_id = t.parent_job_id"
             " AND j.attempt = %(attempt)s AND t.attempt = %(attempt)s"
-            " AND j.status = ANY(%(active)s)"
+            " AND (j.status = ANY(%(active)s) OR t.stage = 0)"
             " AND (t.status = 'queued' OR (t.status = 'processing'"
             "      AND t.lease_expires_at < now()))"
             " RETURNING t.*, j.parameters AS job_parameters, " + PREDECESSOR_RESULT,
@@ -266,7 +268,8 @@ class TaskRepository:
         return conn.execute(
             "UPDATE app.tasks SET status = 'cancelled', updated_at = now()"
             " WHERE task_id IN (SELECT task_id FROM app.tasks"
-            "  WHERE parent_job_id = %s AND status = 'queued' FOR UPDATE SKIP LOCKED)",
+            "  WHERE parent_job_id = %s AND status = 'queued' AND stage <> 0"
+            "  FOR UPDATE SKIP LOCKED)",
             (job_id,),
         ).rowcount
 
@@ -277,7 +280,8 @@ class TaskRepository:
         running tasks end, or their leases lapse, within a task timeout plus a lease)."""
         sql = ("UPDATE app.tasks t SET status = 'cancelled', updated_at = now()"
                " FROM app.jobs j WHERE j.job_id = t.parent_job_id"
-               " AND t.status = 'processing' AND t.lease_expires_at < now()")
+               " AND t.status = 'processing' AND t.lease_expires_at < now()"
+               " AND t.stage <> 0")
         params: list[Any] = []
         if job_id is not None:
             sql += " AND j.status NOT IN ('queued', 'processing') AND t.parent_job_id = %s"
@@ -295,7 +299,8 @@ class TaskRepository:
             " lease_expires_at = now() + make_interval(secs => %s), updated_at = now()"
             " FROM app.jobs j"
             " WHERE t.task_id = %s AND j.job_id = t.parent_job_id AND j.attempt = %s"
-            " AND t.attempt = j.attempt AND j.status IN ('queued', 'processing')"
+            " AND t.attempt = j.attempt AND (j.status IN ('queued', 'processing')"
+            "  OR t.stage = 0)"
             " AND t.status = 'processing' AND t.lease_expires_at < now()"
             " RETURNING t.*, j.parameters AS job_parameters",
             (lease_seconds, task_id, attempt),

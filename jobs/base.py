@@ -12,6 +12,8 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
+from pydantic import BaseModel
+
 from core.models import PARALLELISM_KINDS  # noqa: F401  (re-exported for job authors)
 
 
@@ -33,9 +35,13 @@ class JobBase(ABC):
     job_type: str
     description: str
     stages: list[dict[str, Any]]
-    parameters_schema: dict[str, dict[str, Any]] = {}
+    parameters_schema: dict[str, dict[str, Any]] | type[BaseModel] = {}  # jobs/validation.py
     # Parameters that do not make a job different (left out of its id).
     id_excluded_parameters: tuple[str, ...] = ()
+    # Requirements on the outside world checked at submit (jobs/declarations.py).
+    submit_checks: tuple[Any, ...] = ()
+    # A task type (in ALL_HANDLERS) run once when the job ends failed (core/cleanup.py).
+    cleanup_task_type: Optional[str] = None
 
     @classmethod
     @abstractmethod

@@ -13,7 +13,10 @@ import azure.functions as func
 
 from config import get_settings
 from core.submission import submit_job
-from exceptions import DatabaseError, JobValidationError, QueueError, UnknownJobTypeError
+from exceptions import (
+    DatabaseError, JobValidationError, QueueError, RequirementError, ResourceUnavailableError,
+    UnknownJobTypeError,
+)
 
 from .http_utils import BadRequest, error_response, json_response, read_json_object
 from .runtime import core_machine
@@ -43,10 +46,15 @@ def submit(req: func.HttpRequest) -> func.HttpResponse:
         return error_response(exc.status, exc.error, **exc.details)
     except UnknownJobTypeError as exc:
         return error_response(404, str(exc), available_job_types=exc.available)
+    except RequirementError as exc:  # a submit check: the resource is missing or taken
+        return error_response(400, str(exc), parameter=exc.parameter, resource=exc.resource)
     except JobValidationError as exc:
         schema = core_machine.jobs_registry[job_type].parameters_schema
         return error_response(400, str(exc), parameter=exc.parameter,
                               parameters_schema=schema)
+    except ResourceUnavailableError as exc:
+        logger.error("submit failed: %s", exc, extra={"job_type": job_type})
+        return error_response(503, f"{exc}; try again shortly")
     except (DatabaseError, QueueError) as exc:
         logger.error("submit failed: %s", exc, extra={"job_type": job_type})
         return error_response(503, UNAVAILABLE)

@@ -1,0 +1,42 @@
+"""The named requirements a job may declare as submit checks (jobs/base.py SubmitCheck),
+run by core at submit through these functions, before anything is stored. A check takes
+the Resources and its arguments; it returns None, or a value that joins the job's identity;
+it raises RequirementError (a 400) when the requirement is not met. A resource that cannot
+be reached raises DatabaseError or ResourceUnavailableError (a 503)."""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import psycopg
+from psycopg_pool import PoolTimeout
+
+from exceptions import DatabaseError, RequirementError
+
+from .resources import Resources
+
+
+def _exists(resources: Resources, schema: str, table: str) -> bool:
+    try:
+        return resources.tables.exists(schema, table)
+    except (psycopg.OperationalError, PoolTimeout) as exc:
+        raise DatabaseError(f"cannot reach the database: {exc}") from exc
+
+
+def table_exists(resources: Resources, schema: str, table: str) -> None:
+    if not _exists(resources, schema, table):
+        raise RequirementError(f"table {schema}.{table} does not exist",
+                               resource=f"{schema}.{table}")
+
+
+def table_absent(resources: Resources, schema: str, table: str) -> None:
+    if _exists(resources, schema, table):
+        raise RequirementError(f"table {schema}.{table} already exists",
+                               resource=f"{schema}.{table}")
+
+
+# name -> (function, the argument names it takes)
+SUBMIT_CHECKS: dict[str, tuple[Callable[..., Any], tuple[str, ...]]] = {
+    "table_exists": (table_exists, ("schema", "table")),
+    "table_absent": (table_absent, ("schema", "table")),
+}
