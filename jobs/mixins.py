@@ -31,11 +31,15 @@ class JobBaseMixin:
 
     @classmethod
     def validate_job_parameters(cls, params: Any) -> dict[str, Any]:
+        """parameters_schema (a dict of rules or a pydantic model, jobs/validation.py)
+        applied to params: a new dict of JSON values, defaults applied; raises
+        JobValidationError naming the full path of the offending value."""
         return validate_parameters(cls.parameters_schema, params)
 
     @classmethod
     def generate_job_id(cls, params: dict[str, Any]) -> str:
-        """SHA-256 hex of canonical JSON of the job type and the identifying parameters."""
+        """SHA-256 hex of canonical JSON of the job type and the identifying parameters
+        (the validated parameters: JSON values, so both kinds of schema hash alike)."""
         identity = {k: v for k, v in params.items() if k not in cls.id_excluded_parameters}
         canonical = json.dumps(
             {"job_type": cls.job_type, "parameters": identity},

@@ -143,7 +143,7 @@ def test_a_jobbase_subclass_with_an_abstract_method_left_is_refused_naming_it():
          "SampleJob.parameters_schema['n'] has unknown keys ['minimum']; allowed: "),
         ({"n": {"type": "integer"}},
          "SampleJob.parameters_schema['n'] has type 'integer'; allowed: "
-         "['int', 'float', 'str', 'bool']"),
+         "['int', 'float', 'str', 'bool', 'datetime', 'list', 'object']"),
         ({"n": "int"}, "SampleJob.parameters_schema['n'] must be a dict"),
         (["n"], "SampleJob.parameters_schema must be a dict"),
     ],
