@@ -99,8 +99,8 @@ def _check_cleanup(job_type: str, job: Any, handlers: dict[str, Callable]) -> No
 def parameter_names(schema: Any) -> set[str]:
     """The top-level parameter names of a dict schema or a pydantic model."""
     fields = getattr(schema, "model_fields", None)
-    if isinstance(fields, dict):
-        return set(fields)
+    if isinstance(fields, dict):  # the names a request sends: aliases where declared
+        return {field.alias or name for name, field in fields.items()}
     return set(schema) if isinstance(schema, dict) else set()
 
 

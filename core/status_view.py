@@ -28,6 +28,9 @@ def status_view(job: dict[str, Any], counts: list[dict[str, Any]],
     view["updated_at"] = job["updated_at"].isoformat()
     view["tasks_failed"] = sum(s["failed"] for s in stages)
     view["stages"] = stages
+    cleanup = (job.get("metadata") or {}).get("cleanup")
+    if cleanup is not None:  # a failed job's cleanup task (core/cleanup.py): how it went
+        view["cleanup"] = cleanup
     return view
 
 

@@ -18,6 +18,8 @@ from exceptions import (
     UnknownJobTypeError,
 )
 
+from jobs.validation import describe_parameters
+
 from .http_utils import BadRequest, error_response, json_response, read_json_object
 from .runtime import core_machine
 
@@ -49,9 +51,9 @@ def submit(req: func.HttpRequest) -> func.HttpResponse:
     except RequirementError as exc:  # a submit check: the resource is missing or taken
         return error_response(400, str(exc), parameter=exc.parameter, resource=exc.resource)
     except JobValidationError as exc:
-        schema = core_machine.jobs_registry[job_type].parameters_schema
         return error_response(400, str(exc), parameter=exc.parameter,
-                              parameters_schema=schema)
+                              parameters_schema=describe_parameters(
+                                  core_machine.jobs_registry[job_type]))
     except ResourceUnavailableError as exc:
         logger.error("submit failed: %s", exc, extra={"job_type": job_type})
         return error_response(503, f"{exc}; try again shortly")

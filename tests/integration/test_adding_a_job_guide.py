@@ -27,8 +27,22 @@ def load(name, code):
 
 def test_guide_has_a_job_its_handlers_and_a_test():
     files, tests = guide_blocks()
-    assert set(files) == {"jobs/tile_areas.py", "services/service_tile_areas.py"}
-    assert len(tests) == 1
+    assert set(files) == {"jobs/tile_areas.py", "services/service_tile_areas.py",
+                          "jobs/table_profile.py", "services/service_table_profile.py"}
+    assert len(tests) == 2
+
+
+def test_guide_job_with_declarations_runs_end_to_end(engine, database):
+    # Section 5: parameter types, submit checks, a builder with resources, a cleanup task.
+    files, tests = guide_blocks()
+    job_module = load("table_profile", files["jobs/table_profile.py"])
+    handlers = load("service_table_profile", files["services/service_table_profile.py"])
+    guide_engine = engine.with_jobs(
+        {"table_profile": job_module.TableProfileJob},
+        {"table_profile_column": handlers.profile_column,
+         "table_profile_cleanup": handlers.profile_cleanup},
+    )
+    load("guide_test_declarations", tests[1]).test_table_profile(guide_engine, database)
 
 
 def test_guide_job_runs_end_to_end(engine):

@@ -64,6 +64,28 @@ def test_a_task_type_without_a_handler_is_refused_naming_job_stage_and_task_type
     assert "Registered task types: first" in message
 
 
+def test_a_cleanup_task_type_without_a_handler_is_refused_naming_it():
+    # Given a job whose cleanup task type has no handler, When the app starts,
+    message = refused(make_job(cleanup_task_type="sample_cleanup"))
+    # Then it refuses, naming the job, the cleanup task type and the registered ones.
+    assert message == ("Job 'sample' declares cleanup task type 'sample_cleanup', which has "
+                       "no handler in ALL_HANDLERS (services/__init__.py). Registered task "
+                       "types: first, second")
+    # and with the handler registered, it starts.
+    validate_registries({"sample": make_job(cleanup_task_type="first")}, HANDLERS)
+
+
+@pytest.mark.parametrize("value", ["", 5])
+def test_a_cleanup_task_type_that_is_not_a_name_is_refused(value):
+    assert "cleanup_task_type" in refused(make_job(cleanup_task_type=value))
+
+
+def test_the_machine_refuses_a_missing_cleanup_handler_at_start_up():
+    with pytest.raises(RegistryError, match="cleanup task type 'sample_cleanup'"):
+        CoreMachine(all_jobs={"sample": make_job(cleanup_task_type="sample_cleanup")},
+                    all_handlers=HANDLERS)
+
+
 def test_hello_world_without_its_reply_handler_is_refused():
     handlers = {"hello_world_greeting": ALL_HANDLERS["hello_world_greeting"]}
     with pytest.raises(RegistryError, match=r"stage 2 \('reply'\).*'hello_world_reply'"):
