@@ -37,6 +37,8 @@ FAST_TIMINGS = {
     "QUEUE_DUPLICATE_DETECTION_SECONDS": "10",
     "LOCAL_TASK_CONCURRENCY": "4",
     "LOCAL_JOB_CONCURRENCY": "2",
+    # hello_world's stages (n of 5 to 30 tasks) open in chunks of 4: kills land between them
+    "STAGE_CHUNK_SIZE": "4",
 }
 START_TIMEOUT = 30.0
 HTTP_TIMEOUT = 10.0
