@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import sys
 import time
 from pathlib import Path
 from typing import Optional, Sequence
 
+from .large_stage import large_stage_run
 from .server import ROOT, BenchServer
 from .report import machine, render
 from .runs import io_bound_run, submit_latency, throughput_run
@@ -53,6 +55,8 @@ def parse(argv: Optional[Sequence[str]]) -> argparse.Namespace:
                    help="handlers running at once in the I/O-bound runs (16)")
     p.add_argument("--io-batch-workers", type=int, default=2,
                    help="batch invocations at once in the I/O-bound batch run (2)")
+    p.add_argument("--large-stage-tasks", type=int, default=100_000,
+                   help="one stage of this many tasks opened in-process; 0 skips (100000)")
     p.add_argument("--quick", action="store_true",
                    help="smoke run: 2 jobs of 100, 1 consumer, 50 submits, pgbench 2 s")
     p.add_argument("--out", default=str(WORKDIR / "results.json"))
@@ -60,7 +64,7 @@ def parse(argv: Optional[Sequence[str]]) -> argparse.Namespace:
     if args.quick:
         args.jobs, args.tasks_per_job, args.consumers = 2, 100, "1"
         args.submits, args.pgbench_seconds, args.run_timeout = 50, 2, 60.0
-        args.io_tasks = 200
+        args.io_tasks, args.large_stage_tasks = 200, 10_000
     return args
 
 
@@ -121,6 +125,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             print(f"  {run['seconds']:.2f} s, ideal {run['ideal_seconds']:.2f} s "
                   f"({run['vs_ideal']:.2f}x)" if "vs_ideal" in run
                   else f"  error: {run.get('error')}", flush=True)
+        if args.large_stage_tasks:
+            chunk = int(os.environ.get("STAGE_CHUNK_SIZE", "2000"))
+            print(f"opening one stage of {args.large_stage_tasks:,} tasks in chunks of "
+                  f"{chunk} ...", flush=True)
+            results["large_stage"] = large_stage_run(server, tasks=args.large_stage_tasks,
+                                                     chunk_size=chunk)
         print(f"{args.submits} sequential submits ...", flush=True)
         results["submit"] = submit_latency(
             server, count=args.submits, workdir=WORKDIR / "runs",

@@ -218,6 +218,14 @@ def render(results: dict) -> str:
                   f"{adv_sustained['jobs']} submitted n=1 jobs: p50 "
                   f"{fmt(adv_sustained['total']['p50'], 1)} ms, p99 "
                   f"{fmt(adv_sustained['total']['p99'], 1)} ms (job-queue backlog)"]
+    big = results.get("large_stage")
+    if big:
+        parts += ["", f"one stage of {big['tasks']:,} tasks opened in chunks of "
+                  f"{big['chunk_size']}: {fmt(big['open_seconds'], 2)} s "
+                  f"({fmt(big['tasks_per_second'])} tasks/s), {big['transactions']} "
+                  f"transactions, the longest {fmt(big['longest_transaction_seconds'], 3)} s; "
+                  f"{big['tasks_inserted']:,} tasks and {big['task_messages_queued']:,} "
+                  "messages stored"]
     checks = targets(results)
     results["targets"] = checks
     parts += ["", "targets:", table(

@@ -28,7 +28,7 @@ from .cpu import postmaster_of  # noqa: E402
 
 # Everything a run leaves behind, in the order rows reference each other.
 STATE_TABLES = ("app.queue_messages", "app.outbox", "app.dead_letters", "app.job_stages",
-                "app.tasks", "app.jobs")
+                "app.stage_plans", "app.tasks", "app.jobs")
 
 
 class BenchServer:
