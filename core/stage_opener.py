@@ -118,8 +118,11 @@ class StageOpener:
                           f"{describe_error(exc)}")
 
     def _fail(self, job_id: str, stage: int, attempt: int, error: str) -> str:
-        logger.error("job failed building stage %s's tasks: %s", stage, error)
         closure = self.state.fail_opening(job_id, stage, attempt, error)
+        if closure is None:  # another delivery opened the stage, or the job moved on
+            logger.info("job message ignored: the job moved on while its tasks were built")
+            return "ignored: the job moved on"
+        logger.error("job failed building stage %s's tasks: %s", stage, error)
         self.machine._after_close(closure)
         return "job failed building its tasks"
 
