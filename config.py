@@ -66,6 +66,26 @@ class Settings(BaseSettings):
     queue_duplicate_detection_seconds: float = Field(
         default=600.0, ge=0, alias="QUEUE_DUPLICATE_DETECTION_SECONDS")
 
+    # Blob storage for the jobs' data (infrastructure/blob_storage.py). In Azure:
+    # STORAGE_ACCOUNT_URL (https://<account>.blob.core.windows.net), authenticated with
+    # the app's managed identity. Else STORAGE_CONNECTION_STRING (locally: Azurite's
+    # development account, which the local host and make set when unset).
+    storage_account_url: Optional[str] = Field(default=None, alias="STORAGE_ACCOUNT_URL")
+    storage_connection_string: Optional[str] = Field(
+        default=None, alias="STORAGE_CONNECTION_STRING")
+    # The zone containers (../shared/design/geo-jobs.md): inputs, outputs, intermediates.
+    bronze_vectors_container: str = Field(default="bronze-vectors",
+                                          alias="BRONZE_VECTORS_CONTAINER")
+    bronze_rasters_container: str = Field(default="bronze-rasters",
+                                          alias="BRONZE_RASTERS_CONTAINER")
+    bronze_misc_container: str = Field(default="bronze-misc", alias="BRONZE_MISC_CONTAINER")
+    silver_cogs_container: str = Field(default="silver-cogs", alias="SILVER_COGS_CONTAINER")
+    silver_vectors_container: str = Field(default="silver-vectors",
+                                          alias="SILVER_VECTORS_CONTAINER")
+    silver_stac_assets_container: str = Field(default="silver-stac-assets",
+                                              alias="SILVER_STAC_ASSETS_CONTAINER")
+    silver_temp_container: str = Field(default="silver-temp", alias="SILVER_TEMP_CONTAINER")
+
     # Local host: how many messages of each queue run at once.
     local_job_concurrency: int = Field(default=2, ge=1, alias="LOCAL_JOB_CONCURRENCY")
     local_task_concurrency: int = Field(default=8, ge=1, alias="LOCAL_TASK_CONCURRENCY")
@@ -123,7 +143,7 @@ class Settings(BaseSettings):
 
     @field_validator("database_url", "service_bus_connection", "service_bus_namespace",
                      "applicationinsights_connection_string", "migrations_database_url",
-                     "sql_stats_file")
+                     "sql_stats_file", "storage_account_url", "storage_connection_string")
     @classmethod
     def _blank_is_unset(cls, value: Optional[str]) -> Optional[str]:
         return value or None

@@ -1,0 +1,224 @@
+"""Blob storage: the one interface handlers, submit checks and task builders use for the
+jobs' data (never the SDK directly).
+
+Authenticates with the app's managed identity (STORAGE_ACCOUNT_URL, DefaultAzureCredential)
+or a connection string (STORAGE_CONNECTION_STRING; locally Azurite's development account).
+Listing goes page by page (a million-blob container never sits in one list); downloads and
+uploads stream in chunks, so a file larger than memory passes through. The SDK's errors
+are translated at this boundary: a missing container or blob is BlobNotFoundError (a
+permanent failure), storage that cannot be reached is StorageUnavailableError (transient).
+"""
+
+from __future__ import annotations
+
+import threading
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import IO, Any, Iterator, Optional
+
+from azure.core.exceptions import (
+    AzureError, ClientAuthenticationError, HttpResponseError, ResourceExistsError,
+    ResourceNotFoundError, ServiceRequestError, ServiceResponseError,
+)
+from azure.storage.blob import BlobServiceClient, ContentSettings, LinearRetry
+
+from config import Settings, get_settings
+from exceptions import ConfigurationError, PermanentError, TransientError
+
+CHUNK_BYTES = 4 * 1024 * 1024  # streamed downloads and uploads move this much at a time
+PAGE_SIZE = 5000  # blobs per listing page (the service's maximum)
+
+
+class BlobNotFoundError(PermanentError):
+    """The container or blob does not exist (retrying cannot make it appear)."""
+
+    def __init__(self, message: str, container: str, blob: Optional[str] = None):
+        super().__init__(message)
+        self.container = container
+        self.blob = blob
+
+
+class StorageUnavailableError(TransientError):
+    """Blob storage could not be reached or answered with a server error."""
+
+
+@dataclass(frozen=True)
+class BlobInfo:
+    name: str
+    size: int
+    last_modified: datetime
+    etag: str
+    content_type: Optional[str] = None
+    metadata: dict[str, str] = field(default_factory=dict)
+
+
+def _info(props: Any) -> BlobInfo:
+    settings = getattr(props, "content_settings", None)
+    return BlobInfo(name=props.name, size=props.size or 0,
+                    last_modified=props.last_modified, etag=(props.etag or "").strip('"'),
+                    content_type=getattr(settings, "content_type", None),
+                    metadata=dict(props.metadata or {}))
+
+
+@contextmanager
+def _translated(container: str, blob: Optional[str] = None) -> Iterator[None]:
+    where = f"{container}/{blob}" if blob is not None else container
+    try:
+        yield
+    except ResourceNotFoundError as exc:
+        code = getattr(exc, "error_code", None)
+        what = "container" if blob is None or code == "ContainerNotFound" else "blob"
+        raise BlobNotFoundError(f"{what} {where if what == 'blob' else container} does not "
+                                "exist", container, blob) from exc
+    except (ServiceRequestError, ServiceResponseError) as exc:
+        raise StorageUnavailableError(f"blob storage unreachable ({where}): {exc}") from exc
+    except ClientAuthenticationError:
+        raise
+    except HttpResponseError as exc:
+        if (exc.status_code or 0) >= 500 or exc.status_code in (408, 429):
+            raise StorageUnavailableError(
+                f"blob storage answered {exc.status_code} for {where}: {exc.reason}") from exc
+        raise
+
+
+class BlobStorage:
+    def __init__(self, service: BlobServiceClient):
+        self.service = service
+
+    @classmethod
+    def from_settings(cls, settings: Optional[Settings] = None) -> "BlobStorage":
+        settings = settings or get_settings()
+        # Connection refused must become a 503 or a retry within seconds, not minutes.
+        options: dict[str, Any] = {
+            "retry_policy": LinearRetry(backoff=0.5, random_jitter_range=0.25, retry_total=2),
+            "connection_timeout": 10, "read_timeout": 120,
+            "max_single_put_size": CHUNK_BYTES, "max_block_size": CHUNK_BYTES,
+            "max_single_get_size": CHUNK_BYTES, "max_chunk_get_size": CHUNK_BYTES,
+        }
+        if settings.storage_account_url:
+            from azure.identity import DefaultAzureCredential
+
+            return cls(BlobServiceClient(settings.storage_account_url,
+                                         credential=DefaultAzureCredential(), **options))
+        if settings.storage_connection_string:
+            return cls(BlobServiceClient.from_connection_string(
+                settings.storage_connection_string, **options))
+        raise ConfigurationError(
+            "No blob storage configured: set STORAGE_ACCOUNT_URL (Azure, with the app's "
+            "managed identity) or STORAGE_CONNECTION_STRING (locally, make serve sets "
+            "Azurite's)")
+
+    # -- containers -----------------------------------------------------------------------
+    def container_exists(self, container: str) -> bool:
+        with _translated(container):
+            return self.service.get_container_client(container).exists()
+
+    def create_container(self, container: str) -> bool:
+        """Create it if missing; returns whether it was created now."""
+        with _translated(container):
+            try:
+                self.service.create_container(container)
+                return True
+            except ResourceExistsError:
+                return False
+
+    # -- reading --------------------------------------------------------------------------
+    def list_blobs(self, container: str, prefix: Optional[str] = None,
+                   include_metadata: bool = False, page_size: int = PAGE_SIZE
+                   ) -> Iterator[BlobInfo]:
+        """Every blob (under prefix), in name order, fetched a page at a time: memory stays
+        flat however many there are."""
+        client = self.service.get_container_client(container)
+        include = ["metadata"] if include_metadata else None
+        with _translated(container):
+            pages = client.list_blobs(name_starts_with=prefix or None, include=include,
+                                      results_per_page=page_size).by_page()
+            for page in pages:
+                for props in page:
+                    yield _info(props)
+
+    def get_properties(self, container: str, blob: str) -> BlobInfo:
+        with _translated(container, blob):
+            return _info(self.service.get_blob_client(container, blob).get_blob_properties())
+
+    def read_range(self, container: str, blob: str, offset: int, length: int) -> bytes:
+        """Up to `length` bytes from `offset` (fewer at the end of the blob; none past it)."""
+        with _translated(container, blob):
+            client = self.service.get_blob_client(container, blob)
+            try:
+                return client.download_blob(offset=offset, length=length).readall()
+            except HttpResponseError as exc:
+                if exc.status_code == 416:  # the range starts past the end
+                    return b""
+                raise
+
+    def download_to(self, container: str, blob: str, writable: IO[bytes]) -> int:
+        """Stream a blob into a writable binary file, a chunk at a time; returns bytes."""
+        with _translated(container, blob):
+            stream = self.service.get_blob_client(container, blob).download_blob()
+            written = 0
+            for chunk in stream.chunks():
+                writable.write(chunk)
+                written += len(chunk)
+            return written
+
+    def download_file(self, container: str, blob: str, path: str | Path) -> int:
+        with open(path, "wb") as out:
+            return self.download_to(container, blob, out)
+
+    # -- writing --------------------------------------------------------------------------
+    def upload_from(self, container: str, blob: str, readable: IO[bytes],
+                    length: Optional[int] = None, content_type: Optional[str] = None,
+                    metadata: Optional[dict[str, str]] = None, overwrite: bool = True
+                    ) -> BlobInfo:
+        """Stream a readable binary file into a blob in blocks (replacing it by default)."""
+        settings = ContentSettings(content_type=content_type) if content_type else None
+        with _translated(container, blob):
+            client = self.service.get_blob_client(container, blob)
+            client.upload_blob(readable, length=length, overwrite=overwrite,
+                               content_settings=settings, metadata=metadata,
+                               max_concurrency=2)
+            return _info(client.get_blob_properties())
+
+    def upload_file(self, container: str, blob: str, path: str | Path,
+                    content_type: Optional[str] = None) -> BlobInfo:
+        path = Path(path)
+        with open(path, "rb") as source:
+            return self.upload_from(container, blob, source, length=path.stat().st_size,
+                                    content_type=content_type)
+
+    def delete_blob(self, container: str, blob: str) -> bool:
+        """Delete it if present; returns whether it was there."""
+        try:
+            with _translated(container, blob):
+                self.service.get_blob_client(container, blob).delete_blob()
+            return True
+        except BlobNotFoundError:
+            return False
+
+
+_lock = threading.Lock()
+_storage: Optional[BlobStorage] = None
+
+
+def get_blob_storage() -> BlobStorage:
+    """The process's BlobStorage, made from the settings on first use."""
+    global _storage
+    if _storage is None:
+        with _lock:
+            if _storage is None:
+                _storage = BlobStorage.from_settings()
+    return _storage
+
+
+def set_blob_storage(storage: Optional[BlobStorage]) -> None:
+    """Install a BlobStorage for this process (tests), or forget it (None)."""
+    global _storage
+    with _lock:
+        _storage = storage
+
+
+__all__ = ["AzureError", "BlobInfo", "BlobNotFoundError", "BlobStorage",
+           "StorageUnavailableError", "get_blob_storage", "set_blob_storage"]
