@@ -34,10 +34,16 @@ PAGE_SIZE = 5000  # blobs per listing page (the service's maximum)
 class BlobNotFoundError(PermanentError):
     """The container or blob does not exist (retrying cannot make it appear)."""
 
-    def __init__(self, message: str, container: str, blob: Optional[str] = None):
+    def __init__(self, message: str, container: str, blob: Optional[str] = None,
+                 missing: str = "blob"):
         super().__init__(message)
         self.container = container
         self.blob = blob
+        self.missing = missing  # "container" or "blob"
+
+    @property
+    def resource(self) -> str:
+        return self.container if self.missing == "container" else f"{self.container}/{self.blob}"
 
 
 class StorageUnavailableError(TransientError):
@@ -71,7 +77,7 @@ def _translated(container: str, blob: Optional[str] = None) -> Iterator[None]:
         code = getattr(exc, "error_code", None)
         what = "container" if blob is None or code == "ContainerNotFound" else "blob"
         raise BlobNotFoundError(f"{what} {where if what == 'blob' else container} does not "
-                                "exist", container, blob) from exc
+                                "exist", container, blob, missing=what) from exc
     except (ServiceRequestError, ServiceResponseError) as exc:
         raise StorageUnavailableError(f"blob storage unreachable ({where}): {exc}") from exc
     except ClientAuthenticationError:

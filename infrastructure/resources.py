@@ -1,6 +1,6 @@
 """The I/O interfaces core hands to a job's submit checks and task builders, so a job file
-never imports infrastructure: `resources.tables` today; blob storage, PostGIS and the STAC
-catalogue join here as they are built. Each interface is made on first use."""
+never imports infrastructure: `resources.tables` and `resources.blobs`; PostGIS and the
+STAC catalogue join here as they are built. Each interface is made on first use."""
 
 from __future__ import annotations
 
@@ -43,6 +43,13 @@ class Resources:
     def __init__(self, database: Callable[[], Database] = get_database):
         self._database = database
         self._tables: Optional[TableCatalog] = None
+
+    @property
+    def blobs(self) -> Any:
+        """Blob storage (infrastructure/blob_storage.py), made on first use."""
+        from .blob_storage import get_blob_storage
+
+        return get_blob_storage()
 
     @property
     def tables(self) -> TableCatalog:

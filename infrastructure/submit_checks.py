@@ -35,8 +35,27 @@ def table_absent(resources: Resources, schema: str, table: str) -> None:
                                resource=f"{schema}.{table}")
 
 
+def container_exists(resources: Resources, container: str) -> None:
+    # StorageUnavailableError (transient) propagates: core answers 503.
+    if not resources.blobs.container_exists(container):
+        raise RequirementError(f"container {container} does not exist", resource=container)
+
+
+def blob_etag(resources: Resources, container: str, blob: str) -> str:
+    """The blob's etag (its identity: a corrected file is a new job, the same file the
+    same job); a missing blob or container is a RequirementError."""
+    from .blob_storage import BlobNotFoundError
+
+    try:
+        return resources.blobs.get_properties(container, blob).etag
+    except BlobNotFoundError as exc:
+        raise RequirementError(str(exc), resource=exc.resource) from None
+
+
 # name -> (function, the argument names it takes)
 SUBMIT_CHECKS: dict[str, tuple[Callable[..., Any], tuple[str, ...]]] = {
     "table_exists": (table_exists, ("schema", "table")),
     "table_absent": (table_absent, ("schema", "table")),
+    "container_exists": (container_exists, ("container",)),
+    "blob_etag": (blob_etag, ("container", "blob")),
 }

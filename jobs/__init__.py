@@ -4,9 +4,15 @@ it does not exist. Checked at import against ALL_HANDLERS (core/registry.py)."""
 from __future__ import annotations
 
 from .hello_world import HelloWorldJob
+from .list_container_contents import ListContainerContentsJob
+from .list_container_contents_diamond import ListContainerContentsDiamondJob
+from .summarize_container import SummarizeContainerJob
 
 ALL_JOBS = {
     "hello_world": HelloWorldJob,
+    "summarize_container": SummarizeContainerJob,
+    "list_container_contents": ListContainerContentsJob,
+    "list_container_contents_diamond": ListContainerContentsDiamondJob,
 }
 
 

@@ -6,10 +6,16 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from .service_hello_world import handle_greeting, handle_reply
+from .service_list_container import aggregate_blobs, analyze_blob, list_container_blobs
+from .service_summarize_container import summarize_container
 
 ALL_HANDLERS: dict[str, Callable[..., dict[str, Any]]] = {
     "hello_world_greeting": handle_greeting,
     "hello_world_reply": handle_reply,
+    "summarize_container": summarize_container,
+    "list_container_blobs": list_container_blobs,
+    "analyze_blob": analyze_blob,
+    "aggregate_blobs": aggregate_blobs,
 }
 
 

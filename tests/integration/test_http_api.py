@@ -8,6 +8,9 @@ import json
 import azure.functions as func
 import pytest
 
+from jobs import ALL_JOBS
+from services import ALL_HANDLERS
+
 from tests.http_calls import call, status, submit
 from jobs.hello_world import HelloWorldJob
 from triggers import health
@@ -63,7 +66,8 @@ def test_a_completed_job_resubmitted_returns_its_result(engine):
 def test_unknown_job_type_is_404_naming_the_available_ones(database):
     code, body = submit("no_such_job", "{}")
     assert code == 404
-    assert "no_such_job" in body["error"] and body["available_job_types"] == ["hello_world"]
+    assert "no_such_job" in body["error"]
+    assert body["available_job_types"] == sorted(ALL_JOBS) and "hello_world" in sorted(ALL_JOBS)
 
 
 @pytest.mark.parametrize("raw, fragment", [
@@ -176,8 +180,10 @@ def test_health_details_report_database_and_registries(database):
     code, body = get(details_fn, "/api/health/details")
     assert code == 200
     assert body["database"] == "reachable" and body["queue_backend"] == "embedded"
-    assert body["job_types"] == ["hello_world"]
-    assert body["task_types"] == ["hello_world_greeting", "hello_world_reply"]
+    assert body["job_types"] == sorted(ALL_JOBS) and "summarize_container" in body["job_types"]
+    assert body["task_types"] == sorted(ALL_HANDLERS)
+    assert {"hello_world_greeting", "hello_world_reply", "analyze_blob"} <= set(
+        body["task_types"])
 
 
 def test_health_is_503_when_the_database_is_unreachable(monkeypatch):

@@ -165,7 +165,8 @@ def test_a_job_whose_type_was_removed_fails_with_the_cause(database, engine):
     # Then the job fails naming the missing type; it does not wait forever.
     job = after_deploy.status(job_id)
     assert job["status"] == "failed"
-    assert job["error_details"] == "Stage 1: Unknown job type 'items'. Available: hello_world"
+    assert job["error_details"] == ("Stage 1: Unknown job type 'items'. Available: "
+                                    + ", ".join(sorted(ALL_JOBS)))
     assert tasks_of(database, job_id) == [] and dead_letters(database) == []
 
 

@@ -1,0 +1,42 @@
+"""summarize_container: one streaming pass over a container's listing (seed 002's
+single-stage pass-through): counts, bytes, per-extension breakdown, size buckets, the
+largest and smallest, oldest and newest blob. Near its time budget the scan stops and
+returns what it has (hit_time_limit), never a timeout that would retry from the start."""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+from jobs.base import JobBase, JobExecutionContext
+from jobs.container_params import (
+    CONTAINER_EXISTS, container_parameters, validate_container_job,
+)
+from jobs.mixins import JobBaseMixin
+
+
+class SummarizeContainerJob(JobBaseMixin, JobBase):
+    job_type = "summarize_container"
+    description = "Summarize a container's blobs in one streaming pass"
+
+    stages = [{"number": 1, "name": "summarize", "task_type": "summarize_container",
+               "parallelism": "single"}]
+
+    parameters_schema = container_parameters(
+        {"type": "int", "min": 1, "max": 1_000_000,
+         "description": "stop after this many matching blobs (no limit when left out)"})
+    submit_checks = (CONTAINER_EXISTS,)
+
+    @classmethod
+    def validate_job_parameters(cls, params: Any) -> dict[str, Any]:
+        return validate_container_job(super().validate_job_parameters, params)
+
+    @staticmethod
+    def create_tasks_for_stage(stage: int, job_params: dict, job_id: str,
+                               previous_results: Optional[list] = None) -> list[dict]:
+        return [{"parameters": job_params}]
+
+    @staticmethod
+    def finalize_job(context: JobExecutionContext) -> dict[str, Any]:
+        summary = context.task_results[0].result_data or {}
+        return {"job_type": "summarize_container",
+                "container_name": context.parameters["container_name"], **summary}
