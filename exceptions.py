@@ -104,3 +104,8 @@ class RequirementError(JobValidationError):
 class ResourceUnavailableError(EngineError):
     """Storage or a database a submit check or task builder needs cannot be reached right
     now (a 503 at submit; a transient failure elsewhere)."""
+
+
+class CleanupPendingError(EngineError):
+    """A failed job's cleanup task has not finished: its parameters start a new attempt
+    only once it has (a 409), so the cleanup never runs beside the new attempt."""

@@ -101,8 +101,11 @@ class StageOpener:
         cause = f"{self.machine.job_class(job['job_type']).__name__}.create_tasks_for_stage"
         retries = self.state.build_retries(job, stage)
         if info.retryable:
-            delay = retry_delay(retries, settings.task_retry_base_seconds,
-                                settings.task_retry_cap_seconds, info.retry_after)
+            # Capped well below the stranded-job sweep (SWEEP_AFTER_SECONDS x 10), which
+            # would otherwise re-send the message early, even for a long Retry-After.
+            delay = min(retry_delay(retries, settings.task_retry_base_seconds,
+                                    settings.task_retry_cap_seconds, info.retry_after),
+                        settings.sweep_after_seconds * 5)
             retry = self.state.retry_opening(job_id, stage, attempt,
                                              settings.task_max_retries, delay)
             if retry is not None:

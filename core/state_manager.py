@@ -24,7 +24,9 @@ from core.cleanup import CLEANUP_STAGE, CleanupMixin, cleanup_definition
 from core.stage_opening import StageOpeningMixin
 from core.status_view import status_view
 from core.task_requeue import TaskRequeueMixin, outgoing
+from exceptions import CleanupPendingError
 from infrastructure.batch_repository import BatchRepository
+from infrastructure.cleanup_repository import CleanupRepository
 from infrastructure.db import get_database
 from infrastructure.outbox import Outbox
 from infrastructure.queues import get_queue
@@ -297,8 +299,13 @@ class StateManager(StageOpeningMixin, CleanupMixin, TaskRequeueMixin):
     def start_new_attempt(self, job_id: str, parameters: dict[str, Any]) -> Optional[int]:
         """Run a failed job again as a new attempt (with these parameters: those left out
         of the id may differ), with its first message, in one transaction. Returns the
-        attempt number, or None if the job is not failed."""
+        attempt number, or None if the job is not failed. Raises CleanupPendingError while
+        the failed attempt's cleanup task is still queued or running."""
         with self.db.transaction() as conn:
+            if CleanupRepository().lock_tasks(conn, job_id):
+                raise CleanupPendingError(
+                    "The previous attempt of this job failed and its cleanup task is still "
+                    "running; submit again once it has ended (its status shows cleanup)")
             attempt = self.jobs.start_new_attempt(conn, job_id, parameters)
             if attempt is not None:
                 self.plans.discard(conn, job_id)

@@ -30,3 +30,14 @@ class CleanupRepository:
             " AND t.status = 'queued' AND t.due_at < now() - make_interval(secs => %s)"
             " LIMIT %s FOR UPDATE OF t SKIP LOCKED",
             (older_than_seconds, limit)).fetchall()
+
+    def lock_tasks(self, conn: psycopg.Connection, job_id: str) -> bool:
+        """Lock every task of a job, in task id order (the order completions take them,
+        so a new attempt's reset cannot deadlock with one), within the caller's
+        transaction; returns whether its cleanup task is still queued or running."""
+        row = conn.execute(
+            "SELECT coalesce(bool_or(stage = 0 AND status IN ('queued', 'processing')),"
+            " false) AS pending FROM (SELECT stage, status FROM app.tasks"
+            " WHERE parent_job_id = %s ORDER BY task_id FOR UPDATE) t",
+            (job_id,)).fetchone()
+        return bool(row["pending"])

@@ -84,7 +84,10 @@ def parse_datetime(value: Any) -> datetime:
         raise ValueError(f"not an ISO 8601 date-time: {value!r}")
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=UTC)
-    return parsed.astimezone(UTC)
+    try:
+        return parsed.astimezone(UTC)
+    except OverflowError:  # 9999-12-31T23:59:59-01:00 is past the last UTC datetime
+        raise ValueError(f"out of range once in UTC: {value!r}") from None
 
 
 def format_datetime(value: datetime) -> str:

@@ -14,10 +14,9 @@ import azure.functions as func
 from config import get_settings
 from core.submission import submit_job
 from exceptions import (
-    DatabaseError, JobValidationError, QueueError, RequirementError, ResourceUnavailableError,
-    UnknownJobTypeError,
+    CleanupPendingError, DatabaseError, JobValidationError, QueueError, RequirementError,
+    ResourceUnavailableError, UnknownJobTypeError,
 )
-
 from jobs.validation import describe_parameters
 
 from .http_utils import BadRequest, error_response, json_response, read_json_object
@@ -54,6 +53,8 @@ def submit(req: func.HttpRequest) -> func.HttpResponse:
         return error_response(400, str(exc), parameter=exc.parameter,
                               parameters_schema=describe_parameters(
                                   core_machine.jobs_registry[job_type]))
+    except CleanupPendingError as exc:
+        return error_response(409, str(exc))
     except ResourceUnavailableError as exc:
         logger.error("submit failed: %s", exc, extra={"job_type": job_type})
         return error_response(503, f"{exc}; try again shortly")

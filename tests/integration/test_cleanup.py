@@ -15,7 +15,7 @@ import pytest
 from config import JOBS_QUEUE, TASKS_QUEUE, reset_settings
 from core.orchestration_manager import task_id_for
 from core.sweeper import Sweeper
-from exceptions import PermanentError, TransientError
+from exceptions import CleanupPendingError, PermanentError, TransientError
 from jobs.base import JobBase
 from jobs.mixins import JobBaseMixin
 
@@ -252,6 +252,26 @@ def test_resubmitting_the_failed_job_moves_its_cleanup_record(database, eng):
     assert final["status"] == "completed", final["error_details"]
     assert len(cleanup.calls) == 1
     assert metadata(database, first["job_id"])["previous_attempts"][0]["cleanup"] == record
+
+
+def test_a_failed_job_is_not_run_again_while_its_cleanup_is_pending(database, engine, queue):
+    # Given a failed job whose cleanup has not run yet (its message waits),
+    cleanup = Cleanup()
+    runner = parts_engine(engine, cleanup)
+    job_id, message = failed_with_cleanup_waiting(runner, queue)
+    queue.abandon(message)
+    # When its parameters are submitted again, Then that is refused (409 over HTTP):
+    # the cleanup must never run beside, or be lost to, a new attempt;
+    with pytest.raises(CleanupPendingError, match="cleanup task is still running"):
+        runner.submit("parts", {"count": 1, "bad": "0"})
+    assert runner.status(job_id)["attempt"] == 1
+    # and once the cleanup has run, the same submit starts attempt 2.
+    runner.drain()
+    assert len(cleanup.calls) == 1
+    BROKEN["flag"] = False
+    assert runner.submit("parts", {"count": 1, "bad": "0"})["attempt"] == 2
+    runner.drain()
+    assert runner.status(job_id)["status"] == "completed"
 
 
 def failed_with_cleanup_waiting(runner, queue) -> tuple[str, Any]:

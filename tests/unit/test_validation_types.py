@@ -256,3 +256,12 @@ def test_the_given_parameters_are_not_changed():
     given = {"bands": [{"name": "red", "scale": None}], "speed": None}
     validate(given)
     assert given == {"bands": [{"name": "red", "scale": None}], "speed": None}
+
+
+@pytest.mark.parametrize("value", ["9999-12-31T23:59:59-01:00", "0001-01-01T00:00:00+01:00"])
+def test_a_datetime_out_of_range_once_in_utc_is_a_validation_error(value):
+    # Given a date-time that exists in its own zone but not in UTC, When validated,
+    # Then it is refused as bad input (a 400), never an OverflowError (a 503).
+    with pytest.raises(JobValidationError) as raised:
+        validate_parameters({"start": {"type": "datetime"}}, {"start": value})
+    assert raised.value.parameter == "start"
