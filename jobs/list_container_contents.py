@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any, Optional
 
 from jobs.base import JobBase, JobExecutionContext
-from jobs.container_inventory import aggregate_inventory
+from services.container_inventory import aggregate_inventory
 from jobs.container_params import (
     CONTAINER_EXISTS, container_parameters, validate_container_job,
 )

@@ -33,8 +33,9 @@ EXPECTED: dict[str, frozenset[str]] = {
     "nc": frozenset({"netcdf", "hdf5"}),
     **dict.fromkeys(("h5", "hdf5", "he5", "hdf"), frozenset({"hdf5"})),
     **dict.fromkeys(("parquet", "geoparquet"), frozenset({"parquet"})),
+    # an empty text file is still a text file
     **dict.fromkeys(("txt", "csv", "tsv", "json", "geojson", "xml", "kml", "gml", "prj",
-                     "wkt", "md"), frozenset({"text"})),
+                     "wkt", "md"), frozenset({"text", "empty"})),
 }
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from infrastructure.blob_storage import get_blob_storage
-from jobs.container_inventory import aggregate_inventory
+from services.container_inventory import aggregate_inventory
 from services.blob_filter import BlobFilter, extension_of
 from services.format_sniffing import SNIFF_BYTES, mismatch, sniff
 

@@ -10,7 +10,7 @@ import pytest
 
 from exceptions import JobValidationError
 from jobs import ALL_JOBS
-from jobs.container_inventory import aggregate_inventory
+from services.container_inventory import aggregate_inventory
 from services.blob_filter import MB, BlobFilter, extension_of
 from services.format_sniffing import mismatch, sniff
 from services.service_summarize_container import bucket_of
@@ -134,7 +134,7 @@ def test_sniff(head, fmt):
 @pytest.mark.parametrize("extension, fmt, expected", [
     ("tif", "tiff", False), ("tif", "bigtiff", False), ("tif", "text", True),
     ("tif", "empty", True), ("gpkg", "geopackage", False), ("gpkg", "zip", True),
-    ("csv", "text", False), ("csv", "zip", True), ("bin", "unknown", None),
+    ("csv", "text", False), ("csv", "zip", True), ("csv", "empty", False), ("bin", "unknown", None),
     ("(none)", "text", None)])
 def test_mismatch(extension, fmt, expected):
     assert mismatch(extension, fmt) is expected

@@ -1,6 +1,7 @@
 """What list_container_contents reports, from its analyze tasks' outcomes (each
 {"task_id", "status", "result"} as stages pass them, or a task record): a pure function
-shared by the job's finalize_job and the diamond's fan-in handler."""
+shared by the job's finalize_job and the diamond's fan-in handler. It imports nothing of
+the jobs package (which imports it)."""
 
 from __future__ import annotations
 
