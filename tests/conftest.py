@@ -1,13 +1,36 @@
-"""Shared fixtures: a real PostgreSQL for every test that needs one.
+"""Shared fixtures: a real PostgreSQL, and real blob storage (Azurite), for every test that
+needs one.
 
 The server is the embedded PostgreSQL (pgserver) unless TEST_DATABASE_URL names another
 (any database on it; the fixtures create their own). The schema is built once into a
 template database; each test gets a fresh copy (CREATE DATABASE ... TEMPLATE), dropped after.
+
+Blob storage:
+
+- `azurite` (session): one Azurite (local_host/azurite.py) for the whole test session, on a
+  free port, its data in a fresh .local/test-azurite-<pid>, started on first use and
+  stopped (its data removed) at the end. `azurite.connection_string`, `azurite.url`,
+  `azurite.port`. A subprocess a test starts (`python -m local_host serve`, a host of the
+  fault suite) uses it when given STORAGE_CONNECTION_STRING=azurite.connection_string.
+- `blob_storage` (function): points this process at that Azurite for one test:
+  STORAGE_CONNECTION_STRING set (monkeypatch, settings reset), STORAGE_ACCOUNT_URL unset,
+  and the seven zone containers renamed to fresh, unique, already created containers
+  (BRONZE_RASTERS_CONTAINER=bronze-rasters-1a2b3c4d, ...; read them from get_settings()).
+  Yields the process's BlobStorage, also installed with set_blob_storage, so code calling
+  get_blob_storage() gets it too. Everything is put back after the test.
+- `blob_container` (function): the name of a fresh, empty container of this test's own
+  (with `blob_storage`).
+
+    def test_reads_a_raster(blob_storage, engine):
+        container = get_settings().bronze_rasters_container
+        blob_storage.upload_file(container, "dem/tile.tif", tif_path)
+        engine.run("my_job", {"container": container, "blob": "dem/tile.tif"})
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 import uuid
 from pathlib import Path
@@ -25,6 +48,12 @@ from infrastructure.db import Database, set_database  # noqa: E402
 from infrastructure.migrations import apply_migrations  # noqa: E402
 from infrastructure.queues import set_queue  # noqa: E402
 from infrastructure.queues.embedded import EmbeddedQueue  # noqa: E402
+
+ZONE_CONTAINER_SETTINGS = (
+    "BRONZE_VECTORS_CONTAINER", "BRONZE_RASTERS_CONTAINER", "BRONZE_MISC_CONTAINER",
+    "SILVER_COGS_CONTAINER", "SILVER_VECTORS_CONTAINER", "SILVER_STAC_ASSETS_CONTAINER",
+    "SILVER_TEMP_CONTAINER",
+)
 
 
 def pytest_collection_modifyitems(items):
@@ -116,3 +145,53 @@ def batch_engine(engine):
     from tests.harness import EngineHarness
 
     return EngineHarness(engine.machine, engine.queue, batch=True)
+
+
+@pytest.fixture(scope="session")
+def azurite():
+    """One Azurite for the test session: a free port, fresh data under .local/."""
+    from local_host.azurite import Azurite
+
+    for stale in (ROOT / ".local").glob("test-azurite-*"):  # of sessions killed before
+        if not Path(f"/proc/{stale.name.rsplit('-', 1)[-1]}").exists():
+            shutil.rmtree(stale, ignore_errors=True)
+    location = ROOT / ".local" / f"test-azurite-{os.getpid()}"
+    shutil.rmtree(location, ignore_errors=True)
+    server = Azurite(port=0, location=location).start()
+    try:
+        yield server
+    finally:
+        server.stop()
+        shutil.rmtree(location, ignore_errors=True)
+
+
+@pytest.fixture
+def blob_storage(azurite, monkeypatch):
+    """This process's BlobStorage on the session's Azurite, with fresh zone containers."""
+    from config import Settings, get_settings
+    from infrastructure.blob_storage import BlobStorage, set_blob_storage
+    from local_host.storage import zone_containers
+
+    suffix = uuid.uuid4().hex[:8]
+    monkeypatch.setenv("STORAGE_CONNECTION_STRING", azurite.connection_string)
+    monkeypatch.delenv("STORAGE_ACCOUNT_URL", raising=False)
+    defaults = {field.alias: field.default for field in Settings.model_fields.values()}
+    for name in ZONE_CONTAINER_SETTINGS:
+        monkeypatch.setenv(name, f"{defaults[name]}-{suffix}")
+    reset_settings()
+    storage = BlobStorage.from_settings()
+    for container in zone_containers(get_settings()):
+        storage.create_container(container)
+    set_blob_storage(storage)
+    yield storage
+    set_blob_storage(None)
+    storage.service.close()
+    reset_settings()
+
+
+@pytest.fixture
+def blob_container(blob_storage) -> str:
+    """A fresh, empty container of this test's own."""
+    name = f"test-{uuid.uuid4().hex[:12]}"
+    blob_storage.create_container(name)
+    return name

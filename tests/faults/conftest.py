@@ -45,6 +45,9 @@ def world(request, monkeypatch, tmp_path, database_url):
         monkeypatch.setenv(name, value)
     # Names the test process's database sessions (its sweeper's sends, in the probes).
     monkeypatch.setenv("PGAPPNAME", TEST_APP)
+    # The hosts share the session's Azurite rather than each starting one of its own.
+    monkeypatch.setenv("STORAGE_CONNECTION_STRING",
+                       request.getfixturevalue("azurite").connection_string)
     database = request.getfixturevalue("database")
     for name in ("TASK_RETRY_BASE_SECONDS", "TASK_RETRY_CAP_SECONDS"):  # `database` sets its own
         monkeypatch.setenv(name, FAST_TIMINGS[name])
