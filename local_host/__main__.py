@@ -1,4 +1,8 @@
-"""python -m local_host serve [--port N] | demo | migrate"""
+"""python -m local_host serve [--port N] | demo | migrate | upload CONTAINER PATH...
+
+serve, demo and upload use blob storage: STORAGE_ACCOUNT_URL or STORAGE_CONNECTION_STRING
+when set, else Azurite (started on 127.0.0.1:AZURITE_PORT, 10000, with its data in
+.local/azurite, and stopped on exit; or the one already running there)."""
 
 from __future__ import annotations
 
@@ -33,6 +37,7 @@ def configure_logging(level: int) -> None:
 def serve(port: Optional[int]) -> int:
     from .host import LocalHost
     from .settings import default_port
+    from .storage import local_storage
 
     stop = threading.Event()
 
@@ -46,10 +51,11 @@ def serve(port: Optional[int]) -> int:
 
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
-    host = LocalHost(port=default_port() if port is None else port).start()
-    while not stop.wait(1.0):
-        pass
-    host.stop()
+    with local_storage(out=sys.stdout):
+        host = LocalHost(port=default_port() if port is None else port).start()
+        while not stop.wait(1.0):
+            pass
+        host.stop()
     return 0
 
 
@@ -82,17 +88,28 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     demo_cmd.add_argument("-n", type=int, default=5, help="greetings (default 5)")
     demo_cmd.add_argument("--verbose", "-v", action="store_true", help="show the host's log")
     commands.add_parser("migrate", help="apply pending database migrations")
+    upload_cmd = commands.add_parser(
+        "upload", help="upload files and folders into a blob container",
+        description="Upload files and folders (recursively; blob names are paths relative "
+                    "to the folder given, a file given directly keeps its name) into "
+                    "CONTAINER, creating it if missing.")
+    upload_cmd.add_argument("container", metavar="CONTAINER", help="e.g. bronze-rasters")
+    upload_cmd.add_argument("paths", metavar="PATH", nargs="+", help="files and folders")
     args = parser.parse_args(argv)
 
     # The demo draws progress on the terminal; the host's INFO log would break it up.
-    quiet = args.command == "demo" and not args.verbose
+    quiet = args.command in ("demo", "upload") and not getattr(args, "verbose", False)
     configure_logging(logging.WARNING if quiet else logging.INFO)
 
     from exceptions import EngineError
     from psycopg import Error as PsycopgError
 
+    from azure.core.exceptions import AzureError
+
+    from .azurite import AzuriteError
     from .host import LocalHostError
     from .settings import SettingsFileError, load_local_settings
+    from .upload import UploadError
 
     try:
         load_local_settings()
@@ -100,10 +117,22 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             return serve(args.port)
         if args.command == "demo":
             from .demo import run_demo
+            from .storage import local_storage
 
-            return run_demo(n=args.n)
+            with local_storage(out=sys.stdout):
+                return run_demo(n=args.n)
+        if args.command == "upload":
+            from .storage import local_storage
+            from .upload import check_container_name, plan_uploads, upload_paths
+
+            check_container_name(args.container)  # refused before starting anything
+            plan_uploads(args.paths)
+            with local_storage(create_containers=False):
+                upload_paths(args.container, args.paths, out=sys.stdout)
+            return 0
         return migrate()
-    except (LocalHostError, SettingsFileError, EngineError, PsycopgError) as exc:
+    except (LocalHostError, SettingsFileError, EngineError, PsycopgError, AzuriteError,
+            UploadError, AzureError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:  # Ctrl+C in the demo; the host has been stopped on the way out

@@ -220,8 +220,10 @@ def test_renewal_stops_at_max_auto_lock_renewal_duration(database):
     assert calls == [1, 2]
 
 
-def test_serve_stops_cleanly_on_sigterm(database_url):
-    env = {**os.environ, "DATABASE_URL": database_url, "QUEUE_BACKEND": "embedded"}
+def test_serve_stops_cleanly_on_sigterm(database_url, tmp_path):
+    env = {**os.environ, "DATABASE_URL": database_url, "QUEUE_BACKEND": "embedded",
+           # Its own Azurite, on a free port (tests/e2e/test_local_storage.py checks it).
+           "AZURITE_PORT": "0", "AZURITE_LOCATION": str(tmp_path / "azurite")}
     with subprocess.Popen([sys.executable, "-m", "local_host", "serve", "--port", "0"],
                           cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                           text=True) as proc:
@@ -291,8 +293,9 @@ def test_refuses_to_drive_service_bus(monkeypatch):
         reset_settings()
 
 
-def test_demo_command_runs_to_completion(database_url):
-    env = {**os.environ, "DATABASE_URL": database_url, "QUEUE_BACKEND": "embedded"}
+def test_demo_command_runs_to_completion(database_url, tmp_path):
+    env = {**os.environ, "DATABASE_URL": database_url, "QUEUE_BACKEND": "embedded",
+           "AZURITE_PORT": "0", "AZURITE_LOCATION": str(tmp_path / "azurite")}
     env.pop("ServiceBusConnection", None)
     result = subprocess.run(
         [sys.executable, "-m", "local_host", "demo"], cwd=ROOT, env=env,
