@@ -1,7 +1,16 @@
 // The engine's Azure resources in one resource group: a Linux Function App (Python 3.11) on an
-// Elastic Premium EP1 plan with a system-assigned managed identity, its storage account,
-// a Service Bus namespace with the two queues, PostgreSQL Flexible Server 16 with Microsoft
-// Entra authentication, and Application Insights on a Log Analytics workspace.
+// Elastic Premium EP1 plan with a system-assigned managed identity, the Functions host's
+// storage account, a separate data storage account holding the jobs' zone containers
+// (bronze-*, silver-*), a Service Bus namespace with the two queues, PostgreSQL Flexible
+// Server 16 with Microsoft Entra authentication, and Application Insights on a Log Analytics
+// workspace.
+//
+// Storage and identity: the app reaches both storage accounts with its managed identity. The
+// jobs' data through STORAGE_ACCOUNT_URL (Storage Blob Data Contributor on the data account;
+// never STORAGE_CONNECTION_STRING); the host through AzureWebJobsStorage__accountName
+// (Storage Blob Data Owner on the host account). The one connection string left is
+// WEBSITE_CONTENTAZUREFILECONNECTIONSTRING: Elastic Premium keeps the app's content on an
+// Azure Files share, and Azure Files takes no managed identity there.
 //
 // Deploy: az deployment group create -g <rg> -f infra/main.bicep -p baseName=<name> ...
 // (see infra/README.md). One step stays manual: creating the PostgreSQL role for the app's
@@ -32,10 +41,40 @@ param baseName string
 @description('Function App name; globally unique (<appName>.azurewebsites.net). With the system-assigned identity it is also the PostgreSQL role name.')
 param appName string = '${baseName}-${take(uniqueString(resourceGroup().id), 6)}'
 
-@description('Storage account name (AzureWebJobsStorage): 3-24 lowercase letters and digits, globally unique.')
+@description('The Functions host\'s storage account (AzureWebJobsStorage__accountName, and the EP content share): 3-24 lowercase letters and digits, globally unique.')
 @minLength(3)
 @maxLength(24)
 param storageAccountName string = take(toLower('${replace(baseName, '-', '')}${uniqueString(resourceGroup().id)}'), 24)
+
+@description('The data storage account holding the zone containers (STORAGE_ACCOUNT_URL): 3-24 lowercase letters and digits, globally unique, not the host\'s account.')
+@minLength(3)
+@maxLength(24)
+param dataStorageAccountName string = take(toLower('${replace(baseName, '-', '')}data${uniqueString(resourceGroup().id)}'), 24)
+
+@description('Redundancy of the data account (the host account stays Standard_LRS). ZRS and GZRS are offered in some regions only.')
+@allowed([
+  'Standard_LRS'
+  'Standard_ZRS'
+  'Standard_GRS'
+  'Standard_RAGRS'
+  'Standard_GZRS'
+  'Standard_RAGZRS'
+])
+param dataStorageSku string = 'Standard_LRS'
+
+@description('Allow account keys and SAS on the data account. false (default): only Microsoft Entra identities read and write the data (the app\'s identity; people with az --auth-mode login or azcopy signed in).')
+param dataStorageAllowSharedKeyAccess bool = false
+
+@description('Object ids of users, groups or service principals that upload into the bronze containers: each gets Storage Blob Data Contributor on the data account (e.g. az ad signed-in-user show --query id -o tsv).')
+param dataUploaderPrincipalIds array = []
+
+@description('The kind of principal every id in dataUploaderPrincipalIds is.')
+@allowed([
+  'User'
+  'Group'
+  'ServicePrincipal'
+])
+param dataUploaderPrincipalType string = 'User'
 
 @description('Service Bus namespace name: 6-50 characters, globally unique (<name>.servicebus.windows.net).')
 @minLength(6)
@@ -130,11 +169,29 @@ var queueNames = [
   'geospatial-tasks'
 ]
 
+// Fixed by the code: the defaults of config.py's BRONZE_VECTORS_CONTAINER,
+// BRONZE_RASTERS_CONTAINER, BRONZE_MISC_CONTAINER (inputs), SILVER_COGS_CONTAINER,
+// SILVER_VECTORS_CONTAINER, SILVER_STAC_ASSETS_CONTAINER, SILVER_TEMP_CONTAINER (outputs and
+// intermediates). The app sets none of those settings, so it uses these names.
+var zoneContainerNames = [
+  'bronze-vectors'
+  'bronze-rasters'
+  'bronze-misc'
+  'silver-cogs'
+  'silver-vectors'
+  'silver-stac-assets'
+  'silver-temp'
+]
+
+var storageBlobDataContributorRoleId = 'ba92f5b4-2d11-453d-a403-e96b0029c9fe'
+var storageBlobDataOwnerRoleId = 'b7e6dc6d-f1e8-4753-8033-0f276bb0955b'
 var serviceBusDataSenderRoleId = '69a216fc-b8fb-44d8-bc22-1f3c2cd27a39'
 var serviceBusDataReceiverRoleId = '4f6d3b9b-027b-4f4c-9142-0e5a2a2247e0'
 var serviceBusDataOwnerRoleId = '090c5cfd-751d-490a-894a-3ce6f1109419'
 
-var storageConnectionString = 'DefaultEndpointsProtocol=https;AccountName=${storage.name};EndpointSuffix=${environment().suffixes.storage};AccountKey=${storage.listKeys().keys[0].value}'
+// Only for the Elastic Premium content share (WEBSITE_CONTENTAZUREFILECONNECTIONSTRING): Azure
+// Files takes no managed identity there. Nothing else gets an account key.
+var contentShareConnectionString = 'DefaultEndpointsProtocol=https;AccountName=${storage.name};EndpointSuffix=${environment().suffixes.storage};AccountKey=${storage.listKeys().keys[0].value}'
 
 // ---------------------------------------------------------------------------------------
 // Monitoring
@@ -164,7 +221,10 @@ resource appInsights 'Microsoft.Insights/components@2020-02-02' = {
 }
 
 // ---------------------------------------------------------------------------------------
-// Storage (AzureWebJobsStorage and the EP content share)
+// Storage: the Functions host's account (AzureWebJobsStorage__accountName, the EP content
+// share) and the data account (the zone containers, STORAGE_ACCOUNT_URL). Two accounts: the
+// host's internal blobs (function keys, leases, timer locks) stay apart from the data, and the
+// data gets its own redundancy (dataStorageSku), access rules and lifecycle.
 // ---------------------------------------------------------------------------------------
 
 resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' = {
@@ -181,6 +241,38 @@ resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' = {
     allowBlobPublicAccess: false
   }
 }
+
+resource dataStorage 'Microsoft.Storage/storageAccounts@2023-05-01' = {
+  name: dataStorageAccountName
+  location: location
+  tags: tags
+  kind: 'StorageV2'
+  sku: {
+    name: dataStorageSku
+  }
+  properties: {
+    accessTier: 'Hot'
+    minimumTlsVersion: 'TLS1_2'
+    supportsHttpsTrafficOnly: true
+    allowBlobPublicAccess: false
+    allowSharedKeyAccess: dataStorageAllowSharedKeyAccess
+    // The portal browses the containers with the signed-in user's Entra identity, not a key.
+    defaultToOAuthAuthentication: true
+  }
+}
+
+resource dataBlobService 'Microsoft.Storage/storageAccounts/blobServices@2023-05-01' = {
+  parent: dataStorage
+  name: 'default'
+}
+
+resource zoneContainers 'Microsoft.Storage/storageAccounts/blobServices/containers@2023-05-01' = [for containerName in zoneContainerNames: {
+  parent: dataBlobService
+  name: containerName
+  properties: {
+    publicAccess: 'None'
+  }
+}]
 
 // ---------------------------------------------------------------------------------------
 // Service Bus
@@ -342,12 +434,17 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
           value: 'python'
         }
         {
-          name: 'AzureWebJobsStorage'
-          value: storageConnectionString
+          // The host's storage through the app's identity (Storage Blob Data Owner on the host
+          // account, below). Do not also set AzureWebJobsStorage: a connection string there
+          // would be used instead.
+          name: 'AzureWebJobsStorage__accountName'
+          value: storage.name
         }
         {
+          // The content share on Azure Files, which takes no managed identity: the one
+          // connection string the app keeps.
           name: 'WEBSITE_CONTENTAZUREFILECONNECTIONSTRING'
-          value: storageConnectionString
+          value: contentShareConnectionString
         }
         {
           name: 'WEBSITE_CONTENTSHARE'
@@ -384,6 +481,14 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
           // ServiceBusConnection (a connection string).
           name: 'ServiceBusConnection__fullyQualifiedNamespace'
           value: '${serviceBus.name}.servicebus.windows.net'
+        }
+        {
+          // The jobs' data (infrastructure/blob_storage.py): the zone containers of the data
+          // account, through the app's identity (Storage Blob Data Contributor, below). Never
+          // STORAGE_CONNECTION_STRING in Azure. The zone container settings keep their defaults,
+          // the names in zoneContainerNames.
+          name: 'STORAGE_ACCOUNT_URL'
+          value: 'https://${dataStorage.name}.blob.${environment().suffixes.storage}'
         }
         {
           name: 'MAX_REQUEST_BYTES'
@@ -427,6 +532,47 @@ resource serviceBusRoles 'Microsoft.Authorization/roleAssignments@2022-04-01' = 
 }]
 
 // ---------------------------------------------------------------------------------------
+// Role assignments: the app's identity on the two storage accounts, uploaders on the data
+// ---------------------------------------------------------------------------------------
+
+// The jobs read the bronze containers and write the silver ones. Scoped to the data account,
+// so it covers every zone container (and only this account's).
+resource dataContributorRole 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(dataStorage.id, functionApp.id, storageBlobDataContributorRoleId)
+  scope: dataStorage
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', storageBlobDataContributorRoleId)
+    principalId: functionApp.identity.principalId
+    principalType: 'ServicePrincipal'
+  }
+}
+
+// AzureWebJobsStorage__accountName: the host keeps function keys, leases and timer locks in
+// blobs and creates its containers. Until this assignment applies (a few minutes after the
+// first deployment) the host logs storage authorization errors.
+resource hostStorageRole 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(storage.id, functionApp.id, storageBlobDataOwnerRoleId)
+  scope: storage
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', storageBlobDataOwnerRoleId)
+    principalId: functionApp.identity.principalId
+    principalType: 'ServicePrincipal'
+  }
+}
+
+// People or pipelines that put files into the bronze containers (az storage blob upload-batch
+// --auth-mode login, azcopy): with shared keys off, a data role is the only way in.
+resource uploaderRoles 'Microsoft.Authorization/roleAssignments@2022-04-01' = [for principalId in dataUploaderPrincipalIds: {
+  name: guid(dataStorage.id, principalId, storageBlobDataContributorRoleId)
+  scope: dataStorage
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', storageBlobDataContributorRoleId)
+    principalId: principalId
+    principalType: dataUploaderPrincipalType
+  }
+}]
+
+// ---------------------------------------------------------------------------------------
 // Outputs
 // ---------------------------------------------------------------------------------------
 
@@ -435,6 +581,10 @@ output functionAppHostName string = functionApp.properties.defaultHostName
 output functionAppPrincipalId string = functionApp.identity.principalId
 output serviceBusNamespace string = '${serviceBus.name}.servicebus.windows.net'
 output queueNames array = queueNames
+output storageAccountName string = storage.name
+output dataStorageAccountName string = dataStorage.name
+output storageAccountUrl string = 'https://${dataStorage.name}.blob.${environment().suffixes.storage}'
+output zoneContainerNames array = zoneContainerNames
 output postgresHost string = postgres.properties.fullyQualifiedDomainName
 output postgresDatabaseName string = database.name
 output appInsightsName string = appInsights.name

@@ -167,20 +167,44 @@ def test_the_publish_command_appears_verbatim():
     assert PUBLISH in (ROOT / "infra" / "README.md").read_text()
 
 
+# The Functions host's own settings the template sets (not read by config.py).
+HOST_TEMPLATE_SETTINGS = {"FUNCTIONS_EXTENSION_VERSION", "FUNCTIONS_WORKER_RUNTIME",
+                          "AzureWebJobsStorage__accountName",
+                          "WEBSITE_CONTENTAZUREFILECONNECTIONSTRING", "WEBSITE_CONTENTSHARE",
+                          "APPLICATIONINSIGHTS_CONNECTION_STRING"}
+
+
 def test_the_template_deploys_the_settings_the_app_needs_in_azure():
     settings = set(template_settings())
     assert {"DATABASE_URL", "DATABASE_AUTH", "QUEUE_BACKEND",
             f"{SERVICE_BUS_CONNECTION}__fullyQualifiedNamespace",
-            "APPLICATIONINSIGHTS_CONNECTION_STRING", "AzureWebJobsStorage",
-            "FUNCTIONS_WORKER_RUNTIME"} <= settings
-    # The identity-based connection and a connection string must not both be set.
+            "APPLICATIONINSIGHTS_CONNECTION_STRING", "AzureWebJobsStorage__accountName",
+            "STORAGE_ACCOUNT_URL", "FUNCTIONS_WORKER_RUNTIME"} <= settings
+    # The identity-based connections and a connection string must not both be set: the host
+    # would use AzureWebJobsStorage's string, the app STORAGE_ACCOUNT_URL's identity only
+    # because no STORAGE_CONNECTION_STRING is there to tempt anyone.
     assert SERVICE_BUS_CONNECTION not in settings
+    assert "AzureWebJobsStorage" not in settings
+    assert "STORAGE_CONNECTION_STRING" not in settings
     # Every engine setting it sets is one the code reads.
-    engine = settings - {"FUNCTIONS_EXTENSION_VERSION", "FUNCTIONS_WORKER_RUNTIME",
-                         "AzureWebJobsStorage", "WEBSITE_CONTENTAZUREFILECONNECTIONSTRING",
-                         "WEBSITE_CONTENTSHARE", "APPLICATIONINSIGHTS_CONNECTION_STRING"}
+    engine = settings - HOST_TEMPLATE_SETTINGS
     engine = {name for name in engine if not FUNCTION_SWITCH.fullmatch(name)}
     assert engine <= {field.alias for field in Settings.model_fields.values()}
+
+
+def test_the_only_secret_in_the_app_settings_is_the_content_share():
+    """An account key reaches the app only through WEBSITE_CONTENTAZUREFILECONNECTIONSTRING
+    (Azure Files takes no managed identity); every other setting is free of keys."""
+    settings = template_settings()
+    keyed = {name for name, value in settings.items()
+             if "listKeys" in value
+             or ("ConnectionString" in value and "appInsights" not in value)}
+    assert keyed == {"WEBSITE_CONTENTAZUREFILECONNECTIONSTRING"}, keyed
+    # The variable holding the key is used there and nowhere else in the template.
+    [variable] = re.findall(r"^var (\w+) = '[^\n]*listKeys\(\)", BICEP, re.MULTILINE)
+    assert settings["WEBSITE_CONTENTAZUREFILECONNECTIONSTRING"] == variable
+    assert len(re.findall(rf"\b{variable}\b", BICEP)) == 2  # defined, used once
+    assert BICEP.count("listKeys") == 1
 
 
 def test_setting_names_with_dots_are_read_whole():
