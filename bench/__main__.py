@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 from .large_stage import large_stage_run
+from .storage_runs import storage_runs
 from .server import ROOT, BenchServer
 from .report import machine, render
 from .runs import io_bound_run, submit_latency, throughput_run
@@ -57,6 +58,14 @@ def parse(argv: Optional[Sequence[str]]) -> argparse.Namespace:
                    help="batch invocations at once in the I/O-bound batch run (2)")
     p.add_argument("--large-stage-tasks", type=int, default=100_000,
                    help="one stage of this many tasks opened in-process; 0 skips (100000)")
+    p.add_argument("--storage-blobs", type=int, default=10_000,
+                   help="list_container_contents over this many Azurite blobs beside a "
+                        "sequential SDK loop; 0 skips (10000)")
+    p.add_argument("--summarize-blobs", type=int, default=100_000,
+                   help="summarize_container over this many blobs and a tenth of them, "
+                        "with the host's peak memory; 0 skips (100000)")
+    p.add_argument("--only-storage", action="store_true",
+                   help="run only the storage part (Azurite): make bench-storage")
     p.add_argument("--quick", action="store_true",
                    help="smoke run: 2 jobs of 100, 1 consumer, 50 submits, pgbench 2 s")
     p.add_argument("--out", default=str(WORKDIR / "results.json"))
@@ -65,6 +74,7 @@ def parse(argv: Optional[Sequence[str]]) -> argparse.Namespace:
         args.jobs, args.tasks_per_job, args.consumers = 2, 100, "1"
         args.submits, args.pgbench_seconds, args.run_timeout = 50, 2, 60.0
         args.io_tasks, args.large_stage_tasks = 200, 10_000
+        args.storage_blobs, args.summarize_blobs = 500, 2_000
     return args
 
 
@@ -72,6 +82,56 @@ def _stop_on_sigterm() -> None:
     def handler(signum: int, frame: object) -> None:
         raise KeyboardInterrupt(f"signal {signum}")
     signal.signal(signal.SIGTERM, handler)
+
+
+def _engine_runs(args: argparse.Namespace, server: BenchServer, results: dict) -> None:
+    """The engine's own runs: throughput, I/O-bound, a large stage, submit latency."""
+    concurrency = {"batch": int_list(args.batch_concurrency),
+                   "single": int_list(args.single_concurrency)}
+    for mode in [m.strip() for m in args.modes.split(",") if m.strip()]:
+        for consumers in int_list(args.consumers):
+            for conc in concurrency[mode]:
+                tag = f"{mode}-{consumers}x{conc}"
+                print(f"run {tag}: {args.jobs} jobs x {args.tasks_per_job} x 2 stages ...",
+                      flush=True)
+                try:
+                    run = throughput_run(
+                        server, mode=mode, consumers=consumers, concurrency=conc,
+                        jobs=args.jobs, tasks_per_job=args.tasks_per_job,
+                        workdir=WORKDIR / "runs", timeout=args.run_timeout, tag=tag)
+                except RuntimeError as exc:
+                    run = {"mode": mode, "consumers": consumers, "task_concurrency": conc,
+                           "tasks": args.jobs * args.tasks_per_job * 2,
+                           "error": str(exc)}
+                results["runs"].append(run)
+                print(f"  {run.get('tasks_per_second', 0):,.0f} tasks/s"
+                      if "error" not in run else f"  error: {run['error']}", flush=True)
+    results["io_runs"] = []
+    for mode in [m.strip() for m in args.modes.split(",") if m.strip()] if args.io_tasks else []:
+        print(f"I/O-bound run {mode}: {args.io_tasks} tasks of {args.io_sleep:g} s, "
+              f"{args.io_concurrency} at once ...", flush=True)
+        try:
+            run = io_bound_run(server, mode=mode, concurrency=args.io_concurrency,
+                               workers=args.io_batch_workers, tasks=args.io_tasks,
+                               sleep=args.io_sleep, workdir=WORKDIR / "runs",
+                               timeout=args.run_timeout)
+        except RuntimeError as exc:
+            run = {"mode": mode, "error": str(exc)}
+        results["io_runs"].append(run)
+        print(f"  {run['seconds']:.2f} s, ideal {run['ideal_seconds']:.2f} s "
+              f"({run['vs_ideal']:.2f}x)" if "vs_ideal" in run
+              else f"  error: {run.get('error')}", flush=True)
+    if args.large_stage_tasks:
+        chunk = int(os.environ.get("STAGE_CHUNK_SIZE", "2000"))
+        print(f"opening one stage of {args.large_stage_tasks:,} tasks in chunks of "
+              f"{chunk} ...", flush=True)
+        results["large_stage"] = large_stage_run(server, tasks=args.large_stage_tasks,
+                                                 chunk_size=chunk)
+    print(f"{args.submits} sequential submits ...", flush=True)
+    results["submit"] = submit_latency(
+        server, count=args.submits, workdir=WORKDIR / "runs",
+        concurrency=concurrency["batch"][0], lone_job_tasks=args.tasks_per_job,
+        timeout=args.run_timeout)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -90,52 +150,15 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(f"pgbench -N for {args.pgbench_seconds} s ...", flush=True)
         results["pgbench"] = server.pgbench(args.pgbench_seconds)
         print(f"  {results['pgbench']}", flush=True)
-        concurrency = {"batch": int_list(args.batch_concurrency),
-                       "single": int_list(args.single_concurrency)}
-        for mode in [m.strip() for m in args.modes.split(",") if m.strip()]:
-            for consumers in int_list(args.consumers):
-                for conc in concurrency[mode]:
-                    tag = f"{mode}-{consumers}x{conc}"
-                    print(f"run {tag}: {args.jobs} jobs x {args.tasks_per_job} x 2 stages ...",
-                          flush=True)
-                    try:
-                        run = throughput_run(
-                            server, mode=mode, consumers=consumers, concurrency=conc,
-                            jobs=args.jobs, tasks_per_job=args.tasks_per_job,
-                            workdir=WORKDIR / "runs", timeout=args.run_timeout, tag=tag)
-                    except RuntimeError as exc:
-                        run = {"mode": mode, "consumers": consumers, "task_concurrency": conc,
-                               "tasks": args.jobs * args.tasks_per_job * 2,
-                               "error": str(exc)}
-                    results["runs"].append(run)
-                    print(f"  {run.get('tasks_per_second', 0):,.0f} tasks/s"
-                          if "error" not in run else f"  error: {run['error']}", flush=True)
-        results["io_runs"] = []
-        for mode in [m.strip() for m in args.modes.split(",") if m.strip()] if args.io_tasks else []:
-            print(f"I/O-bound run {mode}: {args.io_tasks} tasks of {args.io_sleep:g} s, "
-                  f"{args.io_concurrency} at once ...", flush=True)
-            try:
-                run = io_bound_run(server, mode=mode, concurrency=args.io_concurrency,
-                                   workers=args.io_batch_workers, tasks=args.io_tasks,
-                                   sleep=args.io_sleep, workdir=WORKDIR / "runs",
-                                   timeout=args.run_timeout)
-            except RuntimeError as exc:
-                run = {"mode": mode, "error": str(exc)}
-            results["io_runs"].append(run)
-            print(f"  {run['seconds']:.2f} s, ideal {run['ideal_seconds']:.2f} s "
-                  f"({run['vs_ideal']:.2f}x)" if "vs_ideal" in run
-                  else f"  error: {run.get('error')}", flush=True)
-        if args.large_stage_tasks:
-            chunk = int(os.environ.get("STAGE_CHUNK_SIZE", "2000"))
-            print(f"opening one stage of {args.large_stage_tasks:,} tasks in chunks of "
-                  f"{chunk} ...", flush=True)
-            results["large_stage"] = large_stage_run(server, tasks=args.large_stage_tasks,
-                                                     chunk_size=chunk)
-        print(f"{args.submits} sequential submits ...", flush=True)
-        results["submit"] = submit_latency(
-            server, count=args.submits, workdir=WORKDIR / "runs",
-            concurrency=concurrency["batch"][0], lone_job_tasks=args.tasks_per_job,
-            timeout=args.run_timeout)
+        if not args.only_storage:
+            _engine_runs(args, server, results)
+        if args.storage_blobs or args.summarize_blobs:
+            print(f"storage: list_container_contents over {args.storage_blobs:,} Azurite "
+                  f"blobs beside a sequential loop; summarize_container over "
+                  f"{args.summarize_blobs:,} ...", flush=True)
+            results["storage"] = storage_runs(
+                server, blobs=args.storage_blobs, summarize_blobs=args.summarize_blobs,
+                workdir=WORKDIR / "storage", timeout=max(args.run_timeout, 900.0))
     except KeyboardInterrupt:
         print("interrupted: cleaning up", file=sys.stderr)
         return 130

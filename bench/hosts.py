@@ -61,6 +61,9 @@ class Host:
             # Workers + job workers + HTTP + lock renewal, with room to spare.
             "DB_POOL_MAX_SIZE": str(task_concurrency + 8),
             "PYTHONUNBUFFERED": "1",
+            # Storage named (never touched by hello_world), so a host does not start an
+            # Azurite of its own; the storage runs pass their Azurite's.
+            "STORAGE_CONNECTION_STRING": "UseDevelopmentStorage=true",
         })
         env.update(extra_env or {})
         self.env = env

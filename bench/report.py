@@ -226,6 +226,7 @@ def render(results: dict) -> str:
                   f"transactions, the longest {fmt(big['longest_transaction_seconds'], 3)} s; "
                   f"{big['tasks_inserted']:,} tasks and {big['task_messages_queued']:,} "
                   "messages stored"]
+    parts += storage_lines(results.get("storage"))
     checks = targets(results)
     results["targets"] = checks
     parts += ["", "targets:", table(
@@ -233,3 +234,27 @@ def render(results: dict) -> str:
         [[c["target"], fmt(c["value"], 2), f"{c['rule']} {c['limit']}",
           {True: "yes", False: "NO", None: "-"}[c["met"]], c["where"]] for c in checks])]
     return "\n".join(parts)
+
+
+def storage_lines(st: Optional[dict]) -> list[str]:
+    """The storage part (bench/storage_runs.py), if it ran."""
+    if not st:
+        return []
+    lines = ["", "storage (Azurite on this machine):"]
+    if st.get("job"):
+        job, loop = st["job"], st["loop"]
+        lines.append(
+            f"  {st['blobs']:,} blobs (filled in {fmt(st['fill_seconds'], 1)} s): "
+            f"list_container_contents end to end {fmt(job['seconds'], 2)} s on {job['hosts']} "
+            f"host(s) ({job['blobs_analyzed']} analyzed, host peak "
+            f"{fmt(job['host_peak_mb'], 0)} MB) "
+            f"vs a sequential SDK loop (list, properties, first 512 bytes) "
+            f"{fmt(loop['seconds'], 2)} s: the job {fmt(st['job_vs_loop'], 2)}x faster")
+    for key in ("summarize_small", "summarize_large"):
+        run = st.get(key)
+        if run:
+            lines.append(
+                f"  summarize_container over {run['files_scanned']:,} blobs: "
+                f"{fmt(run['seconds'], 2)} s end to end (scan {fmt(run['scan_seconds'], 2)} s),"
+                f" host peak {fmt(run['host_peak_mb'], 0)} MB")
+    return lines

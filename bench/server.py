@@ -27,8 +27,10 @@ from infrastructure.migrations import apply_migrations  # noqa: E402
 from .cpu import postmaster_of  # noqa: E402
 
 # Everything a run leaves behind, in the order rows reference each other.
-STATE_TABLES = ("app.queue_messages", "app.outbox", "app.dead_letters", "app.job_stages",
-                "app.stage_plans", "app.tasks", "app.jobs")
+# The queue's duplicate-detection ids too: a run resubmitting the same job (the same id)
+# would otherwise have its first message dropped as a duplicate of the last run's.
+STATE_TABLES = ("app.queue_messages", "app.queue_message_ids", "app.outbox",
+                "app.dead_letters", "app.job_stages", "app.stage_plans", "app.tasks", "app.jobs")
 
 
 class BenchServer:

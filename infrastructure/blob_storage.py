@@ -60,9 +60,17 @@ class BlobInfo:
     metadata: dict[str, str] = field(default_factory=dict)
 
 
-def _info(props: Any) -> BlobInfo:
+def _total_size(props: Any) -> Optional[int]:
+    """A ranged download's whole blob size, from its Content-Range ("bytes 0-511/N"); the
+    properties' size is the range's."""
+    content_range = getattr(props, "content_range", None) or ""
+    total = content_range.rpartition("/")[2]
+    return int(total) if total.isdigit() else None
+
+
+def _info(props: Any, size: Optional[int] = None) -> BlobInfo:
     settings = getattr(props, "content_settings", None)
-    return BlobInfo(name=props.name, size=props.size or 0,
+    return BlobInfo(name=props.name, size=size if size is not None else (props.size or 0),
                     last_modified=props.last_modified, etag=(props.etag or "").strip('"'),
                     content_type=getattr(settings, "content_type", None),
                     metadata=dict(props.metadata or {}))
@@ -89,6 +97,24 @@ def _translated(container: str, blob: Optional[str] = None) -> Iterator[None]:
         raise
 
 
+# Connections kept open per storage host: more than the handlers that run at once in a
+# process (TASK_BATCH_CONCURRENCY x batches), so none is opened and discarded per request
+# (requests' default of 10 churns connections, and can run a busy host out of ports).
+POOL_CONNECTIONS = 128
+
+
+def _pooled_transport() -> Any:
+    import requests
+    from azure.core.pipeline.transport import RequestsTransport
+    from requests.adapters import HTTPAdapter
+
+    session = requests.Session()
+    adapter = HTTPAdapter(pool_connections=8, pool_maxsize=POOL_CONNECTIONS)
+    session.mount("https://", adapter)
+    session.mount("http://", adapter)
+    return RequestsTransport(session=session, session_owner=True)
+
+
 class BlobStorage:
     def __init__(self, service: BlobServiceClient):
         self.service = service
@@ -102,6 +128,7 @@ class BlobStorage:
             "connection_timeout": 10, "read_timeout": 120,
             "max_single_put_size": CHUNK_BYTES, "max_block_size": CHUNK_BYTES,
             "max_single_get_size": CHUNK_BYTES, "max_chunk_get_size": CHUNK_BYTES,
+            "transport": _pooled_transport(),
         }
         if settings.storage_account_url:
             from azure.identity import DefaultAzureCredential
@@ -170,6 +197,25 @@ class BlobStorage:
                 if "Content-Range" in str(exc):
                     return b""
                 raise
+
+    def read_head(self, container: str, blob: str, length: int) -> tuple[BlobInfo, bytes]:
+        """A blob's properties and its first `length` bytes, in one request (an empty
+        blob's properties in a second: a range of nothing is refused)."""
+        if length <= 0:
+            raise ValueError(f"length must be positive, got {length}")
+        with _translated(container, blob):
+            client = self.service.get_blob_client(container, blob)
+            try:
+                stream = client.download_blob(offset=0, length=length)
+                head = stream.readall()
+                return _info(stream.properties, _total_size(stream.properties)), head
+            except HttpResponseError as exc:
+                if exc.status_code != 416:
+                    raise
+            except ValueError as exc:  # Azurite's empty 206 for an empty blob
+                if "Content-Range" not in str(exc):
+                    raise
+            return _info(client.get_blob_properties()), b""
 
     def download_to(self, container: str, blob: str, writable: IO[bytes]) -> int:
         """Stream a blob into a writable binary file, a chunk at a time; returns bytes."""

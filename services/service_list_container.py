@@ -35,8 +35,8 @@ def analyze_blob(params: dict[str, Any], context: dict[str, Any]) -> dict[str, A
     raises BlobNotFoundError: a permanent failure of this task alone."""
     storage = get_blob_storage()
     container, name = params["container_name"], params["blob_name"]
-    info = storage.get_properties(container, name)
-    fmt = sniff(storage.read_range(container, name, 0, SNIFF_BYTES) if info.size else b"")
+    info, head = storage.read_head(container, name, SNIFF_BYTES)
+    fmt = sniff(head)
     extension = extension_of(name)
     return {"name": name, "size": info.size, "content_type": info.content_type,
             "extension": extension, "last_modified": info.last_modified.isoformat(),

@@ -92,6 +92,27 @@ def test_read_range(blob_storage, blob_container):
         blob_storage.read_range(blob_container, "missing.bin", 0, 10)
 
 
+def test_read_head_gives_the_whole_blobs_properties_and_its_first_bytes(blob_storage,
+                                                                        blob_container):
+    # Given blobs larger than, smaller than and equal to the head, and an empty one,
+    data = bytes(range(256)) * 8  # 2,048 bytes
+    put(blob_storage, blob_container, "big.bin", data, content_type="image/tiff")
+    put(blob_storage, blob_container, "small.bin", data[:100])
+    put(blob_storage, blob_container, "empty.bin", b"")
+    # When their heads are read (one request each),
+    info, head = blob_storage.read_head(blob_container, "big.bin", 512)
+    # Then the properties are the whole blob's, not the range's.
+    assert (info.name, info.size, info.content_type, head) == (
+        "big.bin", 2048, "image/tiff", data[:512])
+    assert info.etag == blob_storage.get_properties(blob_container, "big.bin").etag
+    assert blob_storage.read_head(blob_container, "small.bin", 512)[0].size == 100
+    assert blob_storage.read_head(blob_container, "small.bin", 512)[1] == data[:100]
+    empty, nothing = blob_storage.read_head(blob_container, "empty.bin", 512)
+    assert (empty.size, nothing) == (0, b"")
+    with pytest.raises(BlobNotFoundError):
+        blob_storage.read_head(blob_container, "gone.bin", 512)
+
+
 def test_streamed_upload_and_download_larger_than_a_chunk(blob_storage, blob_container,
                                                           tmp_path):
     source = tmp_path / "big.bin"
