@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import shutil
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -121,7 +122,9 @@ def storage_runs(server: BenchServer, *, blobs: int, summarize_blobs: int, workd
 
     workdir.mkdir(parents=True, exist_ok=True)
     out: dict[str, Any] = {"blobs": blobs, "summarize_blobs": summarize_blobs}
-    with Azurite(port=0, location=workdir / "azurite") as azurite:
+    location = workdir / "azurite"
+    shutil.rmtree(location, ignore_errors=True)  # a previous run's blobs would count twice
+    with Azurite(port=0, location=location) as azurite:
         storage = _storage(azurite.connection_string)
         if blobs:
             out["fill_seconds"] = fill(storage, "bench-inventory", blobs)

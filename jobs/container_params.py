@@ -83,3 +83,14 @@ def normalize_container_parameters(params: dict[str, Any]) -> dict[str, Any]:
             f"Parameter 'filter.modified_before' ({before}) must be later than "
             f"filter.modified_after ({after})", "filter.modified_before")
     return {**params, "filter": flt}
+
+
+class ContainerJobMixin:
+    """What the container jobs share: the container must exist at submit, and their
+    parameters are normalized and checked across fields. Put it before JobBaseMixin."""
+
+    submit_checks = (CONTAINER_EXISTS,)
+
+    @classmethod
+    def validate_job_parameters(cls, params: Any) -> dict[str, Any]:
+        return validate_container_job(super().validate_job_parameters, params)  # type: ignore[misc]

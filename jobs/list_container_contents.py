@@ -10,13 +10,11 @@ from typing import Any, Optional
 
 from jobs.base import JobBase, JobExecutionContext
 from services.container_inventory import aggregate_inventory
-from jobs.container_params import (
-    CONTAINER_EXISTS, container_parameters, validate_container_job,
-)
+from jobs.container_params import ContainerJobMixin, container_parameters
 from jobs.mixins import JobBaseMixin
 
 
-class ListContainerContentsJob(JobBaseMixin, JobBase):
+class ListContainerContentsJob(ContainerJobMixin, JobBaseMixin, JobBase):
     job_type = "list_container_contents"
     description = "Inventory a container: list the matching blobs, analyze each in parallel"
 
@@ -30,12 +28,6 @@ class ListContainerContentsJob(JobBaseMixin, JobBase):
     parameters_schema = container_parameters(
         {"type": "int", "min": 1, "max": 100_000, "default": 10_000,
          "description": "analyze at most this many matching blobs"})
-    submit_checks = (CONTAINER_EXISTS,)
-
-    @classmethod
-    def validate_job_parameters(cls, params: Any) -> dict[str, Any]:
-        return validate_container_job(super().validate_job_parameters, params)
-
     @staticmethod
     def create_tasks_for_stage(stage: int, job_params: dict, job_id: str,
                                previous_results: Optional[list] = None) -> list[dict]:

@@ -8,13 +8,11 @@ from __future__ import annotations
 from typing import Any, Optional
 
 from jobs.base import JobBase, JobExecutionContext
-from jobs.container_params import (
-    CONTAINER_EXISTS, container_parameters, validate_container_job,
-)
+from jobs.container_params import ContainerJobMixin, container_parameters
 from jobs.mixins import JobBaseMixin
 
 
-class SummarizeContainerJob(JobBaseMixin, JobBase):
+class SummarizeContainerJob(ContainerJobMixin, JobBaseMixin, JobBase):
     job_type = "summarize_container"
     description = "Summarize a container's blobs in one streaming pass"
 
@@ -24,12 +22,6 @@ class SummarizeContainerJob(JobBaseMixin, JobBase):
     parameters_schema = container_parameters(
         {"type": "int", "min": 1, "max": 1_000_000,
          "description": "stop after this many matching blobs (no limit when left out)"})
-    submit_checks = (CONTAINER_EXISTS,)
-
-    @classmethod
-    def validate_job_parameters(cls, params: Any) -> dict[str, Any]:
-        return validate_container_job(super().validate_job_parameters, params)
-
     @staticmethod
     def create_tasks_for_stage(stage: int, job_params: dict, job_id: str,
                                previous_results: Optional[list] = None) -> list[dict]:
