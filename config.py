@@ -7,6 +7,7 @@ local.settings.json.example, and a test keeps the two lists the same.
 
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 from typing import Literal, Optional
 
@@ -18,6 +19,9 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 JOBS_QUEUE = "geospatial-jobs"
 TASKS_QUEUE = "geospatial-tasks"
 SERVICE_BUS_CONNECTION = "ServiceBusConnection"
+# Schemas GEO_ALLOWED_SCHEMAS may not name.
+RESERVED_SCHEMAS = frozenset({"app", "pgstac", "public", "information_schema", "topology",
+                              "tiger", "tiger_data"})
 
 
 class Settings(BaseSettings):
@@ -86,6 +90,31 @@ class Settings(BaseSettings):
                                               alias="SILVER_STAC_ASSETS_CONTAINER")
     silver_temp_container: str = Field(default="silver-temp", alias="SILVER_TEMP_CONTAINER")
 
+    # The geospatial database (infrastructure/geo_db.py): vector tables in the allowed
+    # schemas, the STAC catalogue in schema pgstac. GEO_DATABASE_URL when set, else
+    # DATABASE_URL's database (its server must have PostGIS), else the local PostGIS server
+    # (infrastructure/local_postgis.py) that make serve / make demo / make postgis start.
+    # DATABASE_AUTH applies to it too.
+    geo_database_url: Optional[str] = Field(default=None, alias="GEO_DATABASE_URL")
+    # The schemas vector jobs may write to, comma-separated; created on first use where the
+    # role may. Never app, pgstac, public or a system schema.
+    geo_allowed_schemas: str = Field(default="geo", alias="GEO_ALLOWED_SCHEMAS")
+    # On first use: create the extensions (postgis, btree_gist, unaccent) and the allowed
+    # schemas, and install or upgrade pgstac with pypgstac's migrations, under an advisory
+    # lock. false (Azure): only check; the deploy step (make migrate GEO=1 with an
+    # administrator's URL) does it, since pgstac's migrations create roles.
+    geo_auto_migrate: bool = Field(default=True, alias="GEO_AUTO_MIGRATE")
+    # The administrator's URL make migrate GEO=1 uses for the geospatial database when it
+    # is not DATABASE_URL's (else MIGRATIONS_DATABASE_URL, else the geospatial URL itself).
+    geo_migrations_database_url: Optional[str] = Field(
+        default=None, alias="GEO_MIGRATIONS_DATABASE_URL")
+    # The local PostGIS server: its folder, its port on 127.0.0.1 (0: a free one) and the
+    # PostgreSQL bin folder to run it from (unset: pg_config, Debian's and Homebrew's
+    # places, the first whose PostgreSQL has PostGIS).
+    local_postgis_dir: str = Field(default=".local/postgis", alias="LOCAL_POSTGIS_DIR")
+    local_postgis_port: int = Field(default=0, ge=0, le=65535, alias="LOCAL_POSTGIS_PORT")
+    local_postgis_bin_dir: Optional[str] = Field(default=None, alias="LOCAL_POSTGIS_BIN_DIR")
+
     # Local host: how many messages of each queue run at once.
     local_job_concurrency: int = Field(default=2, ge=1, alias="LOCAL_JOB_CONCURRENCY")
     local_task_concurrency: int = Field(default=8, ge=1, alias="LOCAL_TASK_CONCURRENCY")
@@ -143,10 +172,31 @@ class Settings(BaseSettings):
 
     @field_validator("database_url", "service_bus_connection", "service_bus_namespace",
                      "applicationinsights_connection_string", "migrations_database_url",
-                     "sql_stats_file", "storage_account_url", "storage_connection_string")
+                     "sql_stats_file", "storage_account_url", "storage_connection_string",
+                     "geo_database_url", "geo_migrations_database_url",
+                     "local_postgis_bin_dir")
     @classmethod
     def _blank_is_unset(cls, value: Optional[str]) -> Optional[str]:
         return value or None
+
+    @field_validator("geo_allowed_schemas")
+    @classmethod
+    def _schema_names(cls, value: str) -> str:
+        names = [name.strip() for name in value.split(",") if name.strip()]
+        if not names:
+            raise ValueError("name at least one schema (default: geo)")
+        for name in names:
+            if not re.fullmatch(r"[a-z_][a-z0-9_]{0,62}", name):
+                raise ValueError(f"{name!r} is not a schema name: lowercase letters, digits "
+                                 "and underscores, not starting with a digit")
+            if name in RESERVED_SCHEMAS or name.startswith("pg_"):
+                raise ValueError(f"{name!r} is reserved (the engine's, the catalogue's or "
+                                 "the system's); allowed schemas hold vector tables only")
+        return ",".join(names)
+
+    @property
+    def geo_schemas(self) -> list[str]:
+        return self.geo_allowed_schemas.split(",")
 
     @property
     def effective_queue_backend(self) -> str:

@@ -109,3 +109,23 @@ class ResourceUnavailableError(EngineError):
 class CleanupPendingError(EngineError):
     """A failed job's cleanup task has not finished: its parameters start a new attempt
     only once it has (a 409), so the cleanup never runs beside the new attempt."""
+
+
+class GeoUnavailableError(EngineError):
+    """The geospatial database (PostGIS and the pgstac catalogue) cannot be used here:
+    `reason` says why, `hint` what to install or which setting to set."""
+
+    def __init__(self, reason: str, hint: str = ""):
+        super().__init__(f"{reason}; {hint}" if hint else reason)
+        self.reason = reason
+        self.hint = hint
+
+
+class RequirementUnavailableError(EngineError):
+    """A job needs something this deployment lacks (its `requires`, e.g. the geospatial
+    database): submit answers 503 naming the requirement, why, and what to install or set."""
+
+    def __init__(self, message: str, requirement: str, hint: str = ""):
+        super().__init__(message)
+        self.requirement = requirement
+        self.hint = hint

@@ -140,6 +140,19 @@ def _check_submit_checks(job_type: str, job: Any) -> None:
             identities.add(check.identity)
 
 
+def _check_requires(job_type: str, job: Any) -> None:
+    from infrastructure.requirements import REQUIREMENTS
+
+    requires = getattr(job, "requires", ()) or ()
+    if not isinstance(requires, (list, tuple)) or not all(isinstance(r, str) for r in requires):
+        raise RegistryError(f"Job '{job_type}' requires must be a tuple of names, e.g. "
+                            "(\"postgis\",)")
+    unknown = sorted(set(requires) - set(REQUIREMENTS))
+    if unknown:
+        raise RegistryError(f"Job '{job_type}' requires {unknown}; known requirements: "
+                            f"{', '.join(sorted(REQUIREMENTS))}")
+
+
 def validate_registries(jobs: dict[str, Any], handlers: dict[str, Callable]) -> None:
     # Imported here: jobs/__init__.py calls this function while the jobs package loads.
     from jobs.validation import validate_schema
@@ -164,6 +177,7 @@ def validate_registries(jobs: dict[str, Any], handlers: dict[str, Callable]) -> 
         _check_stages(job_type, job, handlers)
         _check_cleanup(job_type, job, handlers)
         _check_submit_checks(job_type, job)
+        _check_requires(job_type, job)
         try:
             validate_schema(job.__name__, getattr(job, "parameters_schema", {}))
         except ContractViolationError as exc:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from core.submit_checks import check_requirements, identity_values
+from core.submit_checks import check_available, check_requirements, identity_values
 from exceptions import JobValidationError
 
 
@@ -30,6 +30,8 @@ def submit_job(machine: Any, job_type: str, params: Any) -> SubmitOutcome:
         raise
     except (ValueError, TypeError) as exc:  # a job's own check, across parameters
         raise JobValidationError(f"{job_type}: {exc}") from exc
+    # What the job needs (PostGIS...) is there, or a 503 saying what to install or set.
+    check_available(job_class)
     # Checks that give the job's identity (a source blob's etag) run at every submit; the
     # others only when a job would be created, so the same submit again finds its job.
     validated = {**validated, **identity_values(job_class, validated, machine.resources)}

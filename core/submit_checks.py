@@ -61,6 +61,15 @@ def identity_values(job_class: Any, params: dict[str, Any], resources: Any
     return values
 
 
+def check_available(job_class: Any) -> None:
+    """The job's `requires` (infrastructure/requirements.py): RequirementUnavailableError
+    (a 503) when this deployment lacks one."""
+    from infrastructure.requirements import REQUIREMENTS
+
+    for name in getattr(job_class, "requires", ()) or ():
+        REQUIREMENTS[name](job_class.job_type)
+
+
 def check_requirements(job_class: Any, params: dict[str, Any], resources: Any) -> None:
     for check in _checks(job_class, identity=False):
         if _applies(check, params):

@@ -372,6 +372,21 @@ resource database 'Microsoft.DBforPostgreSQL/flexibleServers/databases@2024-08-0
   ]
 }
 
+// The geospatial jobs' extensions: PostGIS, and btree_gist and unaccent, which pgstac needs.
+// Allow-listed only: the administrator creates them with pgstac's migrations (docs/deploy.md
+// step 8b: make migrate GEO=1 APP_ROLE=<app>), since those create roles the app may not.
+resource allowedExtensions 'Microsoft.DBforPostgreSQL/flexibleServers/configurations@2024-08-01' = {
+  parent: postgres
+  name: 'azure.extensions'
+  properties: {
+    value: 'POSTGIS,BTREE_GIST,UNACCENT'
+    source: 'user-override'
+  }
+  dependsOn: [
+    database
+  ]
+}
+
 resource entraAdmin 'Microsoft.DBforPostgreSQL/flexibleServers/administrators@2024-08-01' = {
   parent: postgres
   name: entraAdminObjectId
@@ -470,6 +485,11 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
         {
           name: 'DB_POOL_MAX_SIZE'
           value: string(dbPoolMaxSize)
+        }
+        {
+          // Only check the geospatial database: the administrator migrates it (pgstac).
+          name: 'GEO_AUTO_MIGRATE'
+          value: 'false'
         }
         {
           name: 'QUEUE_BACKEND'
@@ -594,4 +614,7 @@ output logAnalyticsWorkspaceId string = workspace.id
 output postgresRoleSql string = 'SELECT * FROM pgaadauth_create_principal(\'${functionApp.name}\', false, false);'
 
 @description('Run as the Entra admin, connected to the app\'s database: lets the app create its "app" schema (it applies its own migrations).')
+@description('Run from this repository as the Entra admin (docs/deploy.md step 8b): the extensions, schema geo and pgstac in the app\'s database, and the app\'s role granted pgstac_ingest.')
+output geoMigrateCommand string = 'DATABASE_URL="host=${postgres.properties.fullyQualifiedDomainName} port=5432 dbname=${postgresDatabaseName} user=<admin> sslmode=require" make migrate GEO=1 APP_ROLE=${functionApp.name}'
+
 output postgresGrantSql string = 'GRANT CONNECT, CREATE ON DATABASE "${postgresDatabaseName}" TO "${functionApp.name}";'

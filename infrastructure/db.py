@@ -50,6 +50,7 @@ class Database:
     def __init__(
         self, conninfo: str, min_size: int = 1, max_size: int = 10,
         password: Optional[Callable[[], str]] = None, stats_file: Optional[str] = None,
+        name: str = "engine",
     ):
         self.conninfo = conninfo
         self.password = password
@@ -66,7 +67,7 @@ class Database:
             kwargs=lambda: {"autocommit": True, "row_factory": dict_row,
                             **self.connect_kwargs()},
             open=False,
-            name="engine",
+            name=name,
             **extra,
         )
 

@@ -42,6 +42,10 @@ class JobBase(ABC):
     submit_checks: tuple[Any, ...] = ()
     # A task type (in ALL_HANDLERS) run once when the job ends failed (core/cleanup.py).
     cleanup_task_type: Optional[str] = None
+    # What the job needs beyond the engine (infrastructure/requirements.py REQUIREMENTS):
+    # "postgis", the geospatial database (PostGIS and the pgstac catalogue). Submit answers
+    # 503 saying what to install or set when one is unavailable.
+    requires: tuple[str, ...] = ()
 
     @classmethod
     @abstractmethod

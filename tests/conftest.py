@@ -21,6 +21,24 @@ Blob storage:
 - `blob_container` (function): the name of a fresh, empty container of this test's own
   (with `blob_storage`).
 
+The geospatial database (PostGIS and pgstac):
+
+- `postgis` (session): one local PostGIS server (infrastructure/local_postgis.py) for the
+  whole session, from the machine's PostgreSQL and PostGIS binaries, in a fresh
+  .local/test-postgis-<pid> on a free port (as an unprivileged user when root), stopped and
+  removed at the end. `postgis.url(dbname)`, `postgis.port`, and `postgis.template`: a
+  database with the extensions, schema geo and pgstac installed once (pypgstac's
+  migrations). Without PostGIS on the machine, a test using it is skipped with a one-line
+  install hint, or fails with that hint when CI=true.
+- `geo_database` (function): the URL of a fresh database cloned from that template,
+  installed as this process's geospatial database (GEO_DATABASE_URL set, settings and the
+  geo pool reset, put back after the test). Subprocesses get it with
+  GEO_DATABASE_URL=geo_database.
+
+    def test_catalogues_a_table(geo_database):
+        with get_geo_database().connection() as conn:
+            conn.execute("SELECT pgstac.get_version()")
+
     def test_reads_a_raster(blob_storage, engine):
         container = get_settings().bronze_rasters_container
         blob_storage.upload_file(container, "dem/tile.tif", tif_path)
@@ -108,6 +126,9 @@ def database(database_url: str, monkeypatch):
     embedded queue (short lock) installed as the process's queue."""
     monkeypatch.setenv("DATABASE_URL", database_url)
     monkeypatch.setenv("QUEUE_BACKEND", "embedded")
+    # The geospatial database is only checked, never prepared, unless a test asks for one
+    # (geo_database): no extension or pgstac role lands on TEST_DATABASE_URL's server.
+    monkeypatch.setenv("GEO_AUTO_MIGRATE", "false")
     # Short timings, so retries and their backoff run within a test.
     monkeypatch.setenv("TASK_RETRY_BASE_SECONDS", "0.01")
     monkeypatch.setenv("TASK_RETRY_CAP_SECONDS", "0.05")
@@ -195,3 +216,70 @@ def blob_container(blob_storage) -> str:
     name = f"test-{uuid.uuid4().hex[:12]}"
     blob_storage.create_container(name)
     return name
+
+
+# -- the geospatial database --------------------------------------------------------------
+def _stop_stale_postgis() -> None:
+    """Servers and folders of test sessions killed before they could clean up."""
+    from infrastructure.local_postgis import LocalPostgis, LocalPostgisError
+
+    for stale in (ROOT / ".local").glob("test-postgis-*"):
+        if stale.name.endswith(".lock") or Path(f"/proc/{stale.name.rsplit('-', 1)[-1]}").exists():
+            continue
+        try:
+            LocalPostgis(stale).stop_server(mode="immediate")
+        except LocalPostgisError:
+            pass
+        shutil.rmtree(stale, ignore_errors=True)
+        (stale.parent / f".{stale.name}.lock").unlink(missing_ok=True)
+
+
+@pytest.fixture(scope="session")
+def postgis():
+    """One local PostGIS server for the session, with a template database ready."""
+    from infrastructure.geo_migrations import apply_geo_migrations
+    from infrastructure.local_postgis import LocalPostgis, LocalPostgisError, find_binaries
+
+    try:
+        find_binaries(os.environ.get("LOCAL_POSTGIS_BIN_DIR") or None)
+    except LocalPostgisError as exc:
+        message = f"PostGIS is missing: {exc.reason}; {exc.hint}"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message, pytrace=False)
+        pytest.skip(message)
+    _stop_stale_postgis()
+    location = ROOT / ".local" / f"test-postgis-{os.getpid()}"
+    shutil.rmtree(location, ignore_errors=True)
+    # Throwaway data: no fsync.
+    server = LocalPostgis(location, port=0, options=("fsync=off", "full_page_writes=off",
+                                                     "synchronous_commit=off"))
+    server.start()
+    try:
+        server.template = "geo_template"
+        with _admin(server.url()) as conn:
+            conn.execute(f'CREATE DATABASE "{server.template}"')
+        apply_geo_migrations(server.url(server.template))
+        yield server
+    finally:
+        server.stop()
+        shutil.rmtree(location, ignore_errors=True)
+        (location.parent / f".{location.name}.lock").unlink(missing_ok=True)
+
+
+@pytest.fixture
+def geo_database(postgis, monkeypatch):
+    """A fresh geospatial database of this test's own, installed as GEO_DATABASE_URL."""
+    from infrastructure.geo_db import reset_geo_database
+
+    name = f"geo_test_{uuid.uuid4().hex[:12]}"
+    with _admin(postgis.url()) as conn:
+        conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{postgis.template}"')
+    url = postgis.url(name)
+    monkeypatch.setenv("GEO_DATABASE_URL", url)
+    reset_settings()
+    reset_geo_database()
+    yield url
+    reset_geo_database()
+    reset_settings()
+    with _admin(postgis.url()) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

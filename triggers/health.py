@@ -1,7 +1,8 @@
 """Health. GET /api/health is anonymous and says only up or down (200 / 503), for load
 balancers and probes. GET /api/health/details needs a function key: database reachability,
 the count of dead-lettered messages (app.dead_letters), the queue backend, the registered
-job and task types."""
+job and task types, and whether the geospatial jobs can run (`geospatial`: available, or
+why not and what to install or set)."""
 
 from __future__ import annotations
 
@@ -24,6 +25,18 @@ def _database_reachable() -> bool:
         return False
 
 
+def _geospatial() -> dict:
+    from infrastructure.geo_db import geo_available
+
+    try:
+        status = geo_available().as_dict()
+    except Exception as exc:  # a report, never a failed health check
+        return {"available": False, "reason": f"the check failed: {exc}"}
+    jobs = sorted(name for name, job in core_machine.jobs_registry.items()
+                  if "postgis" in (getattr(job, "requires", ()) or ()))
+    return {**status, "jobs": jobs}
+
+
 @bp.route(route="health", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
 def health(req: func.HttpRequest) -> func.HttpResponse:
     up = _database_reachable()
@@ -40,5 +53,6 @@ def health_details(req: func.HttpRequest) -> func.HttpResponse:
         "queue_backend": get_settings().effective_queue_backend,
         "job_types": sorted(core_machine.jobs_registry),
         "task_types": sorted(core_machine.handlers_registry),
+        "geospatial": _geospatial(),
     }
     return json_response(200 if up else 503, payload)

@@ -15,7 +15,7 @@ from config import get_settings
 from core.submission import submit_job
 from exceptions import (
     CleanupPendingError, DatabaseError, JobValidationError, QueueError, RequirementError,
-    ResourceUnavailableError, UnknownJobTypeError,
+    RequirementUnavailableError, ResourceUnavailableError, UnknownJobTypeError,
 )
 from jobs.validation import describe_parameters
 
@@ -55,6 +55,9 @@ def submit(req: func.HttpRequest) -> func.HttpResponse:
                                   core_machine.jobs_registry[job_type]))
     except CleanupPendingError as exc:
         return error_response(409, str(exc))
+    except RequirementUnavailableError as exc:  # not a retry: something to install or set
+        logger.warning("submit refused: %s", exc, extra={"job_type": job_type})
+        return error_response(503, str(exc), requirement=exc.requirement, hint=exc.hint)
     except ResourceUnavailableError as exc:
         logger.error("submit failed: %s", exc, extra={"job_type": job_type})
         return error_response(503, f"{exc}; try again shortly")

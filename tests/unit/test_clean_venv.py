@@ -52,6 +52,7 @@ for function in registers[0].get_functions():
 # telemetry, the pool) must be importable too, or the first request in Azure would fail.
 import infrastructure.db, infrastructure.pg_auth, infrastructure.queues.service_bus
 import infrastructure.telemetry
+import infrastructure.geo_db, infrastructure.geo_migrations, infrastructure.pgstac_import
 import azure.identity, azure.servicebus, azure.monitor.opentelemetry, psycopg, psycopg_pool
 
 print(json.dumps({

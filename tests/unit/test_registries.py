@@ -232,3 +232,12 @@ def test_a_job_declared_base_first_is_still_abstract_and_refused():
     assert refused(job) == (
         "Job 'sample' (SampleJob) does not implement create_job_record, generate_job_id, "
         "queue_job, validate_job_parameters")
+
+
+def test_requires_names_a_known_requirement():
+    validate_registries({"sample": make_job(requires=("postgis",))}, HANDLERS)
+    with pytest.raises(RegistryError, match=r"Job 'sample' requires \['pgvector'\]; known "
+                                            r"requirements: postgis"):
+        validate_registries({"sample": make_job(requires=("pgvector",))}, HANDLERS)
+    with pytest.raises(RegistryError, match="requires must be a tuple of names"):
+        validate_registries({"sample": make_job(requires="postgis")}, HANDLERS)
