@@ -26,7 +26,7 @@ demo: $(STAMP) $(AZURITE)
 ## make test: the whole suite (embedded PostgreSQL; TEST_DATABASE_URL runs it on another server too)
 test: $(STAMP) $(AZURITE)
 	$(PY) -m pytest
-	@if [ -n "$$TEST_DATABASE_URL" ]; then echo "== again on TEST_DATABASE_URL (without the fault suite)"; $(PY) -m pytest -m "not unit and not faults"; fi
+	@if [ -n "$$TEST_DATABASE_URL" ]; then echo "== again on TEST_DATABASE_URL (the engine's integration tests)"; $(PY) -m pytest -m "integration and not runs_once"; fi
 
 ## make soak: the fault-injection suite SOAK_RUNS (20) times in a row, each run with its own
 ## seed (SOAK_SEED+1, +2, ...; SOAK_SEED defaults to the time), stopping at the first failure

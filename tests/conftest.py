@@ -74,12 +74,20 @@ ZONE_CONTAINER_SETTINGS = (
 )
 
 
+# Tests of blob storage or the geospatial database: they run on Azurite and the local
+# PostGIS server, never on TEST_DATABASE_URL, so the second pass of make test leaves them.
+ONCE_FIXTURES = {"azurite", "blob_storage", "blob_container", "postgis", "geo_database"}
+
+
 def pytest_collection_modifyitems(items):
-    """Mark each test by its folder: tests/unit, tests/integration, tests/e2e."""
+    """Mark each test by its folder (tests/unit, tests/integration, tests/e2e), and
+    `runs_once` a test of blob storage or the geospatial database."""
     for item in items:
         parts = Path(str(item.fspath)).relative_to(ROOT / "tests").parts
         if parts and parts[0] in ("unit", "integration", "e2e"):
             item.add_marker(getattr(pytest.mark, parts[0]))
+        if ONCE_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.runs_once)
 
 
 @pytest.fixture(scope="session")
