@@ -1,6 +1,7 @@
 """The I/O interfaces core hands to a job's submit checks and task builders, so a job file
-never imports infrastructure: `resources.tables` and `resources.blobs`; PostGIS and the
-STAC catalogue join here as they are built. Each interface is made on first use."""
+never imports infrastructure: `resources.tables` (the engine's database), `resources.blobs`,
+`resources.postgis` (the geospatial database's tables) and `resources.stac` (the pgstac
+catalogue). Each interface is made on first use."""
 
 from __future__ import annotations
 
@@ -50,6 +51,20 @@ class Resources:
         from .blob_storage import get_blob_storage
 
         return get_blob_storage()
+
+    @property
+    def postgis(self) -> Any:
+        """The geospatial database's tables (infrastructure/postgis_catalog.py)."""
+        from .postgis_catalog import PostgisCatalog
+
+        return PostgisCatalog()
+
+    @property
+    def stac(self) -> Any:
+        """The STAC catalogue (infrastructure/stac_repository.py)."""
+        from .stac_repository import StacRepository
+
+        return StacRepository()
 
     @property
     def tables(self) -> TableCatalog:

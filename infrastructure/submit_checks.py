@@ -35,6 +35,35 @@ def table_absent(resources: Resources, schema: str, table: str) -> None:
                                resource=f"{schema}.{table}")
 
 
+def _geo_reached(call: Callable[[], Any]) -> Any:
+    try:
+        return call()
+    except (psycopg.OperationalError, PoolTimeout) as exc:
+        raise DatabaseError(f"cannot reach the geospatial database: {exc}") from exc
+
+
+def geo_table_exists(resources: Resources, schema: str, table: str) -> None:
+    """The table exists in the geospatial database (not the engine's)."""
+    if not _geo_reached(lambda: resources.postgis.exists(schema, table)):
+        raise RequirementError(f"table {schema}.{table} does not exist in the geospatial "
+                               "database", resource=f"{schema}.{table}")
+
+
+def geo_vector_table(resources: Resources, schema: str, table: str) -> None:
+    """The table exists in the geospatial database, has a PostGIS geometry column and a
+    row with a geometry (an empty table has no extent to catalogue)."""
+    from .postgis_catalog import PostgisTableError
+
+    try:
+        column = _geo_reached(lambda: resources.postgis.geometry_column(schema, table))
+    except PostgisTableError as exc:
+        raise RequirementError(str(exc), resource=exc.resource) from None
+    if not _geo_reached(lambda: resources.postgis.has_geometries(schema, table, column.name)):
+        raise RequirementError(
+            f"table {schema}.{table} has no rows with a geometry in column {column.name}: "
+            "its extent is unknown; load rows first", resource=f"{schema}.{table}")
+
+
 def container_exists(resources: Resources, container: str) -> None:
     # StorageUnavailableError (transient) propagates: core answers 503.
     if not resources.blobs.container_exists(container):
@@ -56,6 +85,8 @@ def blob_etag(resources: Resources, container: str, blob: str) -> str:
 SUBMIT_CHECKS: dict[str, tuple[Callable[..., Any], tuple[str, ...]]] = {
     "table_exists": (table_exists, ("schema", "table")),
     "table_absent": (table_absent, ("schema", "table")),
+    "geo_table_exists": (geo_table_exists, ("schema", "table")),
+    "geo_vector_table": (geo_vector_table, ("schema", "table")),
     "container_exists": (container_exists, ("container",)),
     "blob_etag": (blob_etag, ("container", "blob")),
 }
