@@ -6,6 +6,7 @@ from __future__ import annotations
 from .hello_world import HelloWorldJob
 from .list_container_contents import ListContainerContentsJob
 from .list_container_contents_diamond import ListContainerContentsDiamondJob
+from .stac_catalog_vectors import StacCatalogVectorsJob
 from .summarize_container import SummarizeContainerJob
 
 ALL_JOBS = {
@@ -13,6 +14,7 @@ ALL_JOBS = {
     "summarize_container": SummarizeContainerJob,
     "list_container_contents": ListContainerContentsJob,
     "list_container_contents_diamond": ListContainerContentsDiamondJob,
+    "stac_catalog_vectors": StacCatalogVectorsJob,
 }
 
 

@@ -7,6 +7,7 @@ from typing import Any, Callable
 
 from .service_hello_world import handle_greeting, handle_reply
 from .service_list_container import aggregate_blobs, analyze_blob, list_container_blobs
+from .service_stac_catalog_vectors import stac_catalog_vectors
 from .service_summarize_container import summarize_container
 
 ALL_HANDLERS: dict[str, Callable[..., dict[str, Any]]] = {
@@ -16,6 +17,7 @@ ALL_HANDLERS: dict[str, Callable[..., dict[str, Any]]] = {
     "list_container_blobs": list_container_blobs,
     "analyze_blob": analyze_blob,
     "aggregate_blobs": aggregate_blobs,
+    "stac_catalog_vectors": stac_catalog_vectors,
 }
 
 

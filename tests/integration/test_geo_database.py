@@ -331,7 +331,7 @@ def test_submit_of_a_job_requiring_postgis_is_503_when_unavailable(
     geo = details["geospatial"]
     assert geo["available"] is False and geo["database"] == "GEO_DATABASE_URL"
     assert "cannot reach" in geo["reason"] and geo["hint"] == "check GEO_DATABASE_URL"
-    assert geo["jobs"] == [needs_postgis_job]
+    assert geo["jobs"] == [needs_postgis_job, "stac_catalog_vectors"]
 
 
 def test_submit_of_a_job_requiring_postgis_runs_when_available(
