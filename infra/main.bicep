@@ -613,8 +613,8 @@ output logAnalyticsWorkspaceId string = workspace.id
 @description('Run as the Entra admin, connected to the "postgres" database: creates the role of the app\'s managed identity.')
 output postgresRoleSql string = 'SELECT * FROM pgaadauth_create_principal(\'${functionApp.name}\', false, false);'
 
-@description('Run as the Entra admin, connected to the app\'s database: lets the app create its "app" schema (it applies its own migrations).')
-@description('Run from this repository as the Entra admin (docs/deploy.md step 8b): the extensions, schema geo and pgstac in the app\'s database, and the app\'s role granted pgstac_ingest.')
+@description('Run from this repository as the Entra admin (docs/deploy.md step 8b): the extensions, schema geo and pgstac in the app\'s database, and the app\'s role granted pgstac_ingest, USAGE, CREATE on schema geo and SELECT on its tables (stac_catalog_vectors reads them).')
 output geoMigrateCommand string = 'DATABASE_URL="host=${postgres.properties.fullyQualifiedDomainName} port=5432 dbname=${postgresDatabaseName} user=<admin> sslmode=require" make migrate GEO=1 APP_ROLE=${functionApp.name}'
 
+@description('Run as the Entra admin, connected to the app\'s database: lets the app create its "app" schema (it applies its own migrations).')
 output postgresGrantSql string = 'GRANT CONNECT, CREATE ON DATABASE "${postgresDatabaseName}" TO "${functionApp.name}";'

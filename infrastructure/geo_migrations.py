@@ -204,10 +204,17 @@ def _migrate_pgstac(conn: psycopg.Connection, conninfo: str, target: str,
 def grant_app_role(conninfo: str, role: str, schemas: Sequence[str],
                    **connect_kwargs: Any) -> None:
     """The deploy step, as an administrator: the app's role may write the catalogue through
-    pgstac's functions (pgstac_ingest) and create vector tables in the allowed schemas."""
+    pgstac's functions (pgstac_ingest), create vector tables in the allowed schemas, and
+    read the tables there it did not create (stac_catalog_vectors catalogues them): those
+    there now, and those this administrator creates later."""
     with psycopg.connect(conninfo, autocommit=True, **connect_kwargs) as conn:
         with conn.transaction():
             conn.execute(sql.SQL("GRANT pgstac_ingest TO {}").format(sql.Identifier(role)))
             for schema in schemas:
-                conn.execute(sql.SQL("GRANT USAGE, CREATE ON SCHEMA {} TO {}").format(
-                    sql.Identifier(schema), sql.Identifier(role)))
+                names = {"schema": sql.Identifier(schema), "role": sql.Identifier(role)}
+                conn.execute(sql.SQL("GRANT USAGE, CREATE ON SCHEMA {schema} TO {role}")
+                             .format(**names))
+                conn.execute(sql.SQL("GRANT SELECT ON ALL TABLES IN SCHEMA {schema} TO {role}")
+                             .format(**names))
+                conn.execute(sql.SQL("ALTER DEFAULT PRIVILEGES IN SCHEMA {schema}"
+                                     " GRANT SELECT ON TABLES TO {role}").format(**names))

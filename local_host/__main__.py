@@ -119,6 +119,8 @@ def migrate_geo(grant_role: Optional[str]) -> int:
                        **target.connect_kwargs())
         print(f"granted pgstac_ingest, and USAGE, CREATE on schema(s) "
               f"{', '.join(settings.geo_schemas)}, to {grant_role}")
+        print(f"granted SELECT on the tables of schema(s) {', '.join(settings.geo_schemas)}"
+              f" (and on those this administrator creates there later), to {grant_role}")
     return 0
 
 

@@ -269,6 +269,12 @@ def test_make_migrate_geo_installs_pgstac_and_grants_the_app_role(postgis, datab
             assert conn.execute("SELECT pg_has_role(%s, 'pgstac_ingest', 'MEMBER'),"
                                 " has_schema_privilege(%s, 'geo', 'CREATE')",
                                 (role, role)).fetchone() == (True, True)
+            # and read tables the administrator creates there (stac_catalog_vectors)
+            conn.execute("CREATE TABLE geo.loaded_by_admin (id int)")
+            assert conn.execute("SELECT has_table_privilege(%s, 'geo.loaded_by_admin',"
+                                " 'SELECT')", (role,)).fetchone() == (True,)
+            conn.rollback()
+        assert "granted SELECT on the tables of schema(s) geo" in result.stdout
         # Only the geospatial database: the engine's migrations are the app role's own
         assert "migration(s) already applied" not in result.stdout
         again = subprocess.run([sys.executable, "-m", "local_host", "migrate", "--geo"],
