@@ -15,6 +15,7 @@ from psycopg import sql
 
 from .db import Database
 from .geo_db import get_geo_database
+from .resources import TableCatalog
 
 WGS84 = 4326
 
@@ -52,19 +53,12 @@ def qualified(schema: str, table: str) -> str:
     return f"{schema}.{table}"
 
 
-class PostgisCatalog:
-    def __init__(self, database: Callable[[], Database] = get_geo_database):
-        self._database = database
+class PostgisCatalog(TableCatalog):
+    """The geospatial database's tables: TableCatalog's exists and columns, and the
+    facts of their geometries."""
 
-    def exists(self, schema: str, table: str) -> bool:
-        with self._database().connection() as conn:
-            row = conn.execute(
-                "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_class c"
-                " JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"
-                " WHERE n.nspname = %s AND c.relname = %s"
-                " AND c.relkind IN ('r', 'p', 'v', 'm', 'f')) AS found",
-                (schema, table)).fetchone()
-        return bool(row["found"])
+    def __init__(self, database: Callable[[], Database] = get_geo_database):
+        super().__init__(database)
 
     def geometry_columns(self, schema: str, table: str) -> list[GeometryColumn]:
         """The table's geometry columns in column order (empty when none or no table)."""

@@ -5,14 +5,13 @@ Every number is exact."""
 
 from __future__ import annotations
 
-import http.client
-import json
 import time
 from datetime import datetime, timezone
 
 import pytest
 
 from local_host import LocalHost
+from tests.e2e.host_calls import call, run
 from services.blob_filter import MB
 
 TIFF = b"II*\x00"
@@ -77,28 +76,6 @@ def _reader(data: bytes):
 def host(database, blob_storage):
     with LocalHost(port=0, close_database=False, banner=False) as running:
         yield running
-
-
-def call(host, method, path, payload=None):
-    conn = http.client.HTTPConnection("127.0.0.1", host.port, timeout=30)
-    body = None if payload is None else json.dumps(payload).encode()
-    conn.request(method, path, body=body, headers={"Content-Type": "application/json"})
-    resp = conn.getresponse()
-    data = json.loads(resp.read() or b"{}")
-    conn.close()
-    return resp.status, data
-
-
-def run(host, job_type, params, timeout=60.0) -> dict:
-    code, created = call(host, "POST", f"/api/jobs/submit/{job_type}", params)
-    assert code == 201, created
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        code, job = call(host, "GET", f"/api/jobs/status/{created['job_id']}")
-        if job["status"] in ("completed", "failed", "completed_with_errors"):
-            return job
-        time.sleep(0.1)
-    raise AssertionError(f"{job_type} did not end: {job['status']}")
 
 
 def test_summarize_container_counts_everything_exactly(host, filled):

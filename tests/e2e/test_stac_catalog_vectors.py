@@ -5,43 +5,18 @@ search, a second run updating it, and bad input answered 400 naming it."""
 
 from __future__ import annotations
 
-import http.client
-import json
-import time
-
 import pytest
 
 from infrastructure.geo_db import get_geo_database
 from infrastructure.stac_repository import StacRepository
 from local_host import LocalHost
+from tests.e2e.host_calls import call, run
 
 
 @pytest.fixture
 def host(database, geo_database):
     with LocalHost(port=0, close_database=False, banner=False) as running:
         yield running
-
-
-def call(host, method, path, payload=None):
-    conn = http.client.HTTPConnection("127.0.0.1", host.port, timeout=30)
-    body = None if payload is None else json.dumps(payload).encode()
-    conn.request(method, path, body=body, headers={"Content-Type": "application/json"})
-    resp = conn.getresponse()
-    data = json.loads(resp.read() or b"{}")
-    conn.close()
-    return resp.status, data
-
-
-def run(host, job_type, params, timeout=60.0) -> dict:
-    code, created = call(host, "POST", f"/api/jobs/submit/{job_type}", params)
-    assert code == 201, created
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        code, job = call(host, "GET", f"/api/jobs/status/{created['job_id']}")
-        if job["status"] in ("completed", "failed", "completed_with_errors"):
-            return job
-        time.sleep(0.1)
-    raise AssertionError(f"{job_type} did not end: {job['status']}")
 
 
 def sql(*statements: str) -> None:
