@@ -61,3 +61,24 @@ class JobBaseMixin:
         from infrastructure.submission import send_pending_messages
 
         return send_pending_messages(job_id)
+
+
+class SingleTaskJobMixin:
+    """Seed 002's single-stage pass-through: the one stage is one task given the job's
+    parameters, and the job's result is that task's, under the job type (plus what
+    result_context adds). Put it before JobBaseMixin."""
+
+    @staticmethod
+    def create_tasks_for_stage(stage: int, job_params: dict[str, Any], job_id: str,
+                               previous_results: Any = None) -> list[dict[str, Any]]:
+        return [{"parameters": job_params}]
+
+    @classmethod
+    def finalize_job(cls, context: Any) -> dict[str, Any]:
+        result = context.task_results[0].result_data or {}
+        return {"job_type": cls.job_type, **cls.result_context(context), **result}
+
+    @classmethod
+    def result_context(cls, context: Any) -> dict[str, Any]:
+        """What the job's result adds before the task's (for example, the input named)."""
+        return {}

@@ -5,13 +5,13 @@ and geometry types, and upserts the item `postgis-{schema}-{table}` into the col
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any
 
 from config import get_settings
 from exceptions import JobValidationError
-from jobs.base import JobBase, JobExecutionContext
+from jobs.base import JobBase
 from jobs.declarations import SubmitCheck
-from jobs.mixins import JobBaseMixin
+from jobs.mixins import JobBaseMixin, SingleTaskJobMixin
 
 TABLE_NAME = r"[A-Za-z_][A-Za-z0-9_]{0,62}"
 TABLE_RULE = ("1 to 63 characters: letters, digits and underscores, not starting with a "
@@ -21,7 +21,7 @@ COLLECTION_RULE = "1 to 64 characters: lowercase letters, digits, '-', '_' and '
 RULES = {"table_name": TABLE_RULE, "collection_id": COLLECTION_RULE}
 
 
-class StacCatalogVectorsJob(JobBaseMixin, JobBase):
+class StacCatalogVectorsJob(SingleTaskJobMixin, JobBaseMixin, JobBase):
     job_type = "stac_catalog_vectors"
     description = "Catalogue an existing PostGIS table as a STAC item"
     requires = ("postgis",)
@@ -71,12 +71,3 @@ class StacCatalogVectorsJob(JobBaseMixin, JobBase):
                 "schema")
         return validated
 
-    @staticmethod
-    def create_tasks_for_stage(stage: int, job_params: dict, job_id: str,
-                               previous_results: Optional[list] = None) -> list[dict]:
-        return [{"parameters": job_params}]
-
-    @staticmethod
-    def finalize_job(context: JobExecutionContext) -> dict[str, Any]:
-        result = context.task_results[0].result_data or {}
-        return {"job_type": "stac_catalog_vectors", **result}

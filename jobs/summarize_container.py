@@ -5,14 +5,14 @@ returns what it has (hit_time_limit), never a timeout that would retry from the 
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any
 
 from jobs.base import JobBase, JobExecutionContext
 from jobs.container_params import ContainerJobMixin, container_parameters
-from jobs.mixins import JobBaseMixin
+from jobs.mixins import JobBaseMixin, SingleTaskJobMixin
 
 
-class SummarizeContainerJob(ContainerJobMixin, JobBaseMixin, JobBase):
+class SummarizeContainerJob(ContainerJobMixin, SingleTaskJobMixin, JobBaseMixin, JobBase):
     job_type = "summarize_container"
     description = "Summarize a container's blobs in one streaming pass"
 
@@ -22,13 +22,7 @@ class SummarizeContainerJob(ContainerJobMixin, JobBaseMixin, JobBase):
     parameters_schema = container_parameters(
         {"type": "int", "min": 1, "max": 1_000_000,
          "description": "stop after this many matching blobs (no limit when left out)"})
-    @staticmethod
-    def create_tasks_for_stage(stage: int, job_params: dict, job_id: str,
-                               previous_results: Optional[list] = None) -> list[dict]:
-        return [{"parameters": job_params}]
 
-    @staticmethod
-    def finalize_job(context: JobExecutionContext) -> dict[str, Any]:
-        summary = context.task_results[0].result_data or {}
-        return {"job_type": "summarize_container",
-                "container_name": context.parameters["container_name"], **summary}
+    @classmethod
+    def result_context(cls, context: JobExecutionContext) -> dict[str, Any]:
+        return {"container_name": context.parameters["container_name"]}
