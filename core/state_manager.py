@@ -32,6 +32,7 @@ from infrastructure.outbox import Outbox
 from infrastructure.queues import get_queue
 from infrastructure.dead_letters import DeadLetterRepository
 from infrastructure.job_metadata import JobMetadataRepository
+from infrastructure.job_queries import JobQueries
 from infrastructure.repositories import JobRepository, TaskRepository
 from infrastructure.stage_plans import StagePlanRepository
 
@@ -339,4 +340,5 @@ class StateManager(StageOpeningMixin, CleanupMixin, TaskRequeueMixin):
             if job is None:
                 return None
             counts = self.jobs.task_counts(conn, job_id)
-        return status_view(job, counts, self.all_jobs.get(job["job_type"]))
+            stage_times = JobQueries().stage_times(conn, job_id)
+        return status_view(job, counts, self.all_jobs.get(job["job_type"]), stage_times)

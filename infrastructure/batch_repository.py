@@ -28,6 +28,7 @@ class BatchRepository:
         stage uses lineage (see TaskRepository.claim_task)."""
         return conn.execute(
             "UPDATE app.tasks t SET status = 'processing', heartbeat = now(),"
+            " started_at = coalesce(t.started_at, now()),"
             " lease_expires_at = now() + make_interval(secs => %(lease)s), updated_at = now()"
             " FROM app.jobs j,"
             " jsonb_to_recordset(%(batch)s) AS m(task_id text, attempt int)"

@@ -49,7 +49,7 @@ class JobRepository:
 
     def mark_processing(self, conn: psycopg.Connection, job_id: str) -> None:
         conn.execute(
-            "UPDATE app.jobs SET status = 'processing', updated_at = now()"
+            "UPDATE app.jobs SET status = 'processing', started_at = now(), updated_at = now()"
             " WHERE job_id = %s AND status = 'queued'",
             (job_id,),
         )
@@ -62,6 +62,7 @@ class JobRepository:
             "UPDATE app.jobs SET attempt = attempt + 1, status = 'queued', stage = 1,"
             " parameters = %s,"
             " stage_results = '{}'::jsonb, result_data = NULL, error_details = NULL,"
+            " queued_at = now(), started_at = NULL, finished_at = NULL,"
             " metadata = jsonb_set(metadata - 'cleanup' - 'stage_build_retries',"
             "  '{previous_attempts}',"
             "  coalesce(metadata->'previous_attempts', '[]'::jsonb) || jsonb_build_array("
@@ -140,7 +141,7 @@ class JobRepository:
         """Give a job its terminal status; False if it had already ended."""
         row = conn.execute(
             "UPDATE app.jobs SET status = %s, result_data = %s, error_details = %s,"
-            " updated_at = now()"
+            " finished_at = now(), updated_at = now()"
             " WHERE job_id = %s AND status IN ('queued', 'processing') RETURNING job_id",
             (status, Jsonb(result_data) if result_data is not None else None, error_details,
              job_id),
@@ -233,6 +234,7 @@ class TaskRepository:
         ("job_type:stage"), its predecessor's result; or None."""
         return conn.execute(
             "UPDATE app.tasks t SET status = 'processing', heartbeat = now(),"
+            " started_at = coalesce(t.started_at, now()),"
             " lease_expires_at = now() + make_interval(secs => %(lease)s), updated_at = now()"
             " FROM app.jobs j"
             " WHERE t.task_id = %(task_id)s AND j.job_id = t.parent_job_id"
