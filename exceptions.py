@@ -129,3 +129,13 @@ class RequirementUnavailableError(EngineError):
         super().__init__(message)
         self.requirement = requirement
         self.hint = hint
+
+
+class QueryParameterError(EngineError, ValueError):
+    """A read request's query parameter is malformed or not allowed (a 400 naming the
+    `parameter` and, where there is a list, the `allowed` values)."""
+
+    def __init__(self, parameter: str, message: str, allowed: list[str] | None = None):
+        super().__init__(message)
+        self.parameter = parameter
+        self.allowed = allowed

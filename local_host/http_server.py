@@ -71,6 +71,15 @@ class Router:
         return None, {}, allowed
 
 
+def query_params(query: str) -> dict[str, str]:
+    """The query as the Functions host gives it to a function: a parameter given more
+    than once has its values joined with commas (?status=a&status=b: "a,b")."""
+    params: dict[str, str] = {}
+    for name, value in parse_qsl(query, keep_blank_values=True):
+        params[name] = f"{params[name]},{value}" if name in params else value
+    return params
+
+
 def _json(status: int, payload: dict[str, Any], headers: Optional[dict] = None):
     return func.HttpResponse(json.dumps(payload), status_code=status, headers=headers,
                              mimetype="application/json", charset="utf-8")
@@ -120,7 +129,7 @@ class _Handler(BaseHTTPRequestHandler):
         request = func.HttpRequest(
             self.command, f"http://{self.headers.get('Host') or self.server.authority}"
                           f"{self.path}",
-            headers=headers, params=dict(parse_qsl(split.query, keep_blank_values=True)),
+            headers=headers, params=query_params(split.query),
             route_params=route_params, body=body,
         )
         try:

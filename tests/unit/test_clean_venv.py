@@ -91,6 +91,9 @@ def service_bus(queue: str) -> dict:
 EXPECTED_FUNCTIONS = {
     "submit": http("jobs/submit/{job_type}", "POST", "FUNCTION"),
     "status": http("jobs/status/{job_id}", "GET", "FUNCTION"),
+    "list_jobs": http("jobs", "GET", "FUNCTION"),
+    "jobs_summary": http("jobs/summary", "GET", "FUNCTION"),
+    "job_tasks": http("jobs/{job_id}/tasks", "GET", "FUNCTION"),
     "health": http("health", "GET", "ANONYMOUS"),
     "health_details": http("health/details", "GET", "FUNCTION"),
     "process_job_message": service_bus("geospatial-jobs"),
