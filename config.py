@@ -90,6 +90,13 @@ class Settings(BaseSettings):
                                               alias="SILVER_STAC_ASSETS_CONTAINER")
     silver_temp_container: str = Field(default="silver-temp", alias="SILVER_TEMP_CONTAINER")
 
+    # ingest_vector's limits: the largest input blob (a Shapefile's siblings counted), and
+    # the most an archive (zip, kmz) may expand to; a larger file fails at once, naming
+    # the setting.
+    vector_max_file_mb: float = Field(default=4096.0, gt=0, alias="VECTOR_MAX_FILE_MB")
+    vector_max_extracted_mb: float = Field(default=8192.0, gt=0,
+                                           alias="VECTOR_MAX_EXTRACTED_MB")
+
     # The geospatial database (infrastructure/geo_db.py): vector tables in the allowed
     # schemas, the STAC catalogue in schema pgstac. GEO_DATABASE_URL when set, else
     # DATABASE_URL's database (its server must have PostGIS), else the local PostGIS server

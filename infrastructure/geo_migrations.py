@@ -89,7 +89,32 @@ def _check_available(conn: psycopg.Connection) -> None:
 def _pending(conn: psycopg.Connection, schemas: Sequence[str], target: str) -> bool:
     installed = _installed_extensions(conn)
     return (any(name not in installed for name in EXTENSIONS)
-            or bool(_missing_schemas(conn, schemas)) or _pgstac_version(conn) != target)
+            or bool(_missing_schemas(conn, schemas)) or _pgstac_version(conn) != target
+            or not _ingest_ready(conn))
+
+
+def _ingest_ready(conn: psycopg.Connection) -> bool:
+    from .vector_staging import INGEST_READY_CHECK
+
+    return conn.execute(INGEST_READY_CHECK).fetchone()[0] is not None
+
+
+def _create_ingest_tables(conn: psycopg.Connection) -> list[str]:
+    """ingest_vector's bookkeeping (schema geo_ingest: its runs, loaded chunks and staging
+    tables), infrastructure/vector_staging.py."""
+    from .vector_staging import INGEST_DDL
+
+    if _ingest_ready(conn):
+        return []
+    try:
+        with conn.transaction():
+            for statement in INGEST_DDL:
+                conn.execute(statement)
+    except psycopg.Error as exc:
+        raise GeoUnavailableError(
+            f"ingest_vector's schema geo_ingest cannot be created in {_where(conn)}: "
+            f"{str(exc).strip()}", ADMIN_HINT) from exc
+    return ["created schema geo_ingest (ingest_vector's runs and staging tables)"]
 
 
 def apply_geo_migrations(conninfo: str, schemas: Sequence[str] = ("geo",),
@@ -108,6 +133,7 @@ def apply_geo_migrations(conninfo: str, schemas: Sequence[str] = ("geo",),
             try:
                 setup.applied += _create_extensions(conn)
                 setup.applied += _create_schemas(conn, schemas)
+                setup.applied += _create_ingest_tables(conn)
                 applied = _migrate_pgstac(conn, conninfo, target, connect_kwargs)
                 if applied:
                     setup.applied.append(applied)
@@ -130,6 +156,9 @@ def _raise_pending(conn: psycopg.Connection, schemas: Sequence[str], target: str
     if schemas_missing:
         raise GeoUnavailableError(f"the schema(s) {', '.join(schemas_missing)} do not exist "
                                   f"in {_where(conn)}", ADMIN_HINT)
+    if not _ingest_ready(conn):
+        raise GeoUnavailableError(f"ingest_vector's schema geo_ingest is not created in "
+                                  f"{_where(conn)}", ADMIN_HINT)
     found = _pgstac_version(conn)
     raise GeoUnavailableError(
         f"the STAC catalogue (pgstac) in {_where(conn)} is "
@@ -210,6 +239,9 @@ def grant_app_role(conninfo: str, role: str, schemas: Sequence[str],
     with psycopg.connect(conninfo, autocommit=True, **connect_kwargs) as conn:
         with conn.transaction():
             conn.execute(sql.SQL("GRANT pgstac_ingest TO {}").format(sql.Identifier(role)))
+            conn.execute(sql.SQL("GRANT USAGE, CREATE ON SCHEMA geo_ingest TO {role};"
+                                 " GRANT ALL ON ALL TABLES IN SCHEMA geo_ingest TO {role}")
+                         .format(role=sql.Identifier(role)))
             for schema in schemas:
                 names = {"schema": sql.Identifier(schema), "role": sql.Identifier(role)}
                 conn.execute(sql.SQL("GRANT USAGE, CREATE ON SCHEMA {schema} TO {role}")

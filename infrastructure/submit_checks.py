@@ -49,6 +49,14 @@ def geo_table_exists(resources: Resources, schema: str, table: str) -> None:
                                "database", resource=f"{schema}.{table}")
 
 
+def geo_table_absent(resources: Resources, schema: str, table: str) -> None:
+    """No such table in the geospatial database yet."""
+    if _geo_reached(lambda: resources.postgis.exists(schema, table)):
+        raise RequirementError(
+            f"table {schema}.{table} already exists in the geospatial database; choose "
+            "another table_name, or if_exists replace or append", resource=f"{schema}.{table}")
+
+
 def geo_vector_table(resources: Resources, schema: str, table: str) -> None:
     """The table exists in the geospatial database, has a PostGIS geometry column and a
     row with a geometry (an empty table has no extent to catalogue)."""
@@ -86,6 +94,7 @@ SUBMIT_CHECKS: dict[str, tuple[Callable[..., Any], tuple[str, ...]]] = {
     "table_exists": (table_exists, ("schema", "table")),
     "table_absent": (table_absent, ("schema", "table")),
     "geo_table_exists": (geo_table_exists, ("schema", "table")),
+    "geo_table_absent": (geo_table_absent, ("schema", "table")),
     "geo_vector_table": (geo_vector_table, ("schema", "table")),
     "container_exists": (container_exists, ("container",)),
     "blob_etag": (blob_etag, ("container", "blob")),

@@ -4,6 +4,7 @@ it does not exist. Checked at import against ALL_HANDLERS (core/registry.py)."""
 from __future__ import annotations
 
 from .hello_world import HelloWorldJob
+from .ingest_vector import IngestVectorJob
 from .list_container_contents import ListContainerContentsJob
 from .list_container_contents_diamond import ListContainerContentsDiamondJob
 from .stac_catalog_vectors import StacCatalogVectorsJob
@@ -15,6 +16,7 @@ ALL_JOBS = {
     "list_container_contents": ListContainerContentsJob,
     "list_container_contents_diamond": ListContainerContentsDiamondJob,
     "stac_catalog_vectors": StacCatalogVectorsJob,
+    "ingest_vector": IngestVectorJob,
 }
 
 

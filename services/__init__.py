@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from .service_hello_world import handle_greeting, handle_reply
+from . import service_ingest_vector as ingest_vector
 from .service_list_container import aggregate_blobs, analyze_blob, list_container_blobs
 from .service_stac_catalog_vectors import stac_catalog_vectors
 from .service_summarize_container import summarize_container
@@ -18,6 +19,10 @@ ALL_HANDLERS: dict[str, Callable[..., dict[str, Any]]] = {
     "analyze_blob": analyze_blob,
     "aggregate_blobs": aggregate_blobs,
     "stac_catalog_vectors": stac_catalog_vectors,
+    "ingest_vector_prepare": ingest_vector.prepare,
+    "ingest_vector_load": ingest_vector.load_chunk,
+    "ingest_vector_publish": ingest_vector.publish,
+    "ingest_vector_cleanup": ingest_vector.cleanup,
 }
 
 

@@ -4,7 +4,7 @@ exists, upsert the table's item and say whether it was new."""
 from __future__ import annotations
 
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, Optional
 
 from exceptions import PermanentError
 from infrastructure.postgis_catalog import PostgisCatalog
@@ -17,9 +17,16 @@ COLLECTION_DESCRIPTIONS = {
 
 
 def stac_catalog_vectors(params: dict[str, Any], context: dict[str, Any]) -> dict[str, Any]:
-    schema, table = params["schema"], params["table_name"]
-    collection_id = params["collection_id"]
-    job_id = (context or {}).get("job_id", "")
+    return catalogue_table(params["schema"], params["table_name"], params["collection_id"],
+                           (context or {}).get("job_id", ""),
+                           source_file=params.get("source_file"),
+                           source_datetime=params.get("source_datetime"))
+
+
+def catalogue_table(schema: str, table: str, collection_id: str, job_id: str,
+                    source_file: Optional[str] = None,
+                    source_datetime: Optional[str] = None) -> dict[str, Any]:
+    """Upsert the STAC item of a PostGIS table (its collection created when missing)."""
     # A missing table, no geometry column or no SRID: PostgisTableError, a ValueError
     # (permanent: a retry cannot help).
     facts = PostgisCatalog().describe(schema, table)
@@ -31,8 +38,7 @@ def stac_catalog_vectors(params: dict[str, Any], context: dict[str, Any]) -> dic
     stac.ensure_collection(collection_id, COLLECTION_DESCRIPTIONS.get(
         collection_id, f"STAC items of collection {collection_id}"))
     item = vector_item(facts, collection_id, job_id, datetime.now(timezone.utc),
-                       source_file=params.get("source_file"),
-                       source_datetime=params.get("source_datetime"))
+                       source_file=source_file, source_datetime=source_datetime)
     write = stac.upsert_item(item, merge=keep_creation)
     outcome = write.outcome
     if write.previous is not None and \

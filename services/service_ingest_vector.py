@@ -1,0 +1,116 @@
+"""ingest_vector's handlers: prepare (services/vector_prepare.py), load (one chunk into
+the staging table, exactly once), publish (the table in place, indexed, catalogued, the
+chunks deleted) and the failed job's cleanup (staging table, claim and chunks removed)."""
+
+from __future__ import annotations
+
+import io
+import struct
+import time
+from typing import Any, Iterator
+
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+
+from config import get_settings
+from exceptions import PermanentError
+from infrastructure.blob_storage import get_blob_storage
+from infrastructure.vector_publish import VectorPublisher
+from infrastructure.vector_staging import GEOMETRY, KEY, VectorStaging
+from services.service_stac_catalog_vectors import catalogue_table
+from services.vector_prepare import chunk_prefix, prepare
+
+__all__ = ["prepare", "load_chunk", "publish", "cleanup"]
+
+COLLECTION_ID = "system-vectors"
+CSV_SLICE_ROWS = 50_000
+# A single type's WKB code and its multi type's (ISO 2D).
+_MULTI_OF = {1: 4, 2: 5, 3: 6}
+
+
+def _multi(wkb: bytes) -> bytes:
+    """A single Point, LineString or Polygon's WKB wrapped as a one-part multi geometry
+    (already multi: unchanged)."""
+    code = struct.unpack("<I" if wkb[0] == 1 else ">I", wkb[1:5])[0]
+    multi = _MULTI_OF.get(code)
+    return wkb if multi is None else struct.pack("<BII", 1, multi, 1) + wkb
+
+
+def _hex_geometries(column: pa.ChunkedArray, multi: bool) -> pa.Array:
+    values = column.to_pylist()
+    if multi:
+        return pa.array([_multi(v).hex() for v in values], pa.string())
+    return pa.array([v.hex() for v in values], pa.string())
+
+
+def _csv_blocks(table: pa.Table) -> Iterator[bytes]:
+    for start in range(0, table.num_rows, CSV_SLICE_ROWS):
+        sink = io.BytesIO()
+        pacsv.write_csv(table.slice(start, CSV_SLICE_ROWS), sink,
+                        pacsv.WriteOptions(include_header=False))
+        yield sink.getvalue()
+
+
+def load_chunk(params: dict[str, Any], context: dict[str, Any]) -> dict[str, Any]:
+    job_id = context["job_id"]
+    started = time.monotonic()
+    buffer = io.BytesIO()
+    get_blob_storage().download_to(get_settings().silver_temp_container, params["blob"],
+                                   buffer)
+    downloaded = time.monotonic()
+    table = pq.read_table(pa.BufferReader(buffer.getvalue()))
+    del buffer
+    if table.num_rows != params["rows"]:
+        raise PermanentError(f"chunk {params['blob']} holds {table.num_rows} rows, "
+                             f"{params['rows']} were written")
+    geometry = _hex_geometries(table.column(GEOMETRY), params.get("multi", False))
+    table = table.set_column(table.column_names.index(GEOMETRY), GEOMETRY, geometry)
+    columns = [c for c in table.column_names if c not in (KEY, GEOMETRY)]
+    table = table.select([KEY, *columns, GEOMETRY])
+    loaded = VectorStaging().copy_chunk(job_id, params["chunk"], columns, table.num_rows,
+                                        _csv_blocks(table))
+    finished = time.monotonic()
+    return {"chunk": params["chunk"], "rows": table.num_rows, "loaded": loaded,
+            "seconds": {"transfer": round(downloaded - started, 3),
+                        "load": round(finished - downloaded, 3)}}
+
+
+def _delete_chunks(job_id: str) -> int:
+    blobs = get_blob_storage()
+    container = get_settings().silver_temp_container
+    if not blobs.container_exists(container):
+        return 0
+    deleted = 0
+    for blob in list(blobs.list_blobs(container, prefix=chunk_prefix(job_id))):
+        deleted += bool(blobs.delete_blob(container, blob.name))
+    return deleted
+
+
+def publish(params: dict[str, Any], context: dict[str, Any]) -> dict[str, Any]:
+    job_id = context["job_id"]
+    schema, table = params["schema"], params["table_name"]
+    run = VectorStaging().run(job_id)
+    facts = run.facts if run is not None else {}
+    source = f"{params['container_name']}/{params['blob_name']}"
+    started = time.monotonic()
+    result = VectorPublisher().publish(
+        job_id, schema, table, params["if_exists"], params["indexes"]["spatial"],
+        params["indexes"]["attributes"],
+        f"Loaded by ingest_vector job {job_id} from {source}")
+    indexed = time.monotonic()
+    item = catalogue_table(schema, table, COLLECTION_ID, job_id, source_file=source,
+                           source_datetime=facts.get("source_last_modified"))
+    deleted = _delete_chunks(job_id)
+    return {**result, "bbox": item["bbox"], "stac_item_id": item["item_id"],
+            "collection_id": COLLECTION_ID, "chunks_deleted": deleted,
+            "seconds": {"publish": round(indexed - started, 3),
+                        "catalogue": round(time.monotonic() - indexed, 3)}}
+
+
+def cleanup(params: dict[str, Any], context: dict[str, Any]) -> dict[str, Any]:
+    """A failed job's leftovers: its staging table, its claim on the table, its chunks.
+    What it published (a table, an item) is its output and stays."""
+    job_id = context["job_id"]
+    dropped = VectorStaging().drop(job_id)
+    return {"staging_dropped": dropped, "chunks_deleted": _delete_chunks(job_id)}

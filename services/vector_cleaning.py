@@ -1,0 +1,148 @@
+"""ingest_vector's geometry cleaning, a batch at a time (vectorized with shapely 2):
+
+    unreadable, null and empty geometries are dropped and counted by reason;
+    Z and M are dropped (2D);
+    invalid ones are repaired with make_valid, keeping the parts of the original's
+    dimension (a polygon stays polygonal); one that collapses is dropped;
+    reprojected to the target CRS; optionally simplified and snapped to a grid.
+
+The layer's geometry types are collected as it goes: points, lines and polygons cannot
+share a column, so a second family fails the file naming the types found; single and
+multi types of one family are promoted to the multi type."""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any, Optional
+
+import numpy as np
+import shapely
+
+from services.vector_sources import VectorFileError
+
+FAMILY = {"Point": "point", "MultiPoint": "point", "LineString": "line",
+          "LinearRing": "line", "MultiLineString": "line", "Polygon": "polygon",
+          "MultiPolygon": "polygon", "GeometryCollection": "collection"}
+MULTI = {"point": "MultiPoint", "line": "MultiLineString", "polygon": "MultiPolygon",
+         "collection": "GeometryCollection"}
+SINGLE = {"point": "Point", "line": "LineString", "polygon": "Polygon",
+          "collection": "GeometryCollection"}
+TYPE_NAMES = ["Point", "LineString", "LinearRing", "Polygon", "MultiPoint",
+              "MultiLineString", "MultiPolygon", "GeometryCollection"]
+
+
+def _same_dimension(repaired: Any, dimension: int) -> Optional[Any]:
+    """The parts of a repaired geometry with the original's dimension, as one geometry
+    (None when nothing of it is left)."""
+    parts = [p for p in shapely.get_parts(repaired) if not p.is_empty]
+    flat = []
+    for part in parts:
+        if part.geom_type == "GeometryCollection":
+            flat.extend(q for q in shapely.get_parts(part) if not q.is_empty)
+        else:
+            flat.append(part)
+    kept = [p for p in flat if shapely.get_dimensions(p) == dimension]
+    if not kept:
+        return None
+    if len(kept) == 1:
+        return kept[0]
+    if dimension == 2:
+        return shapely.union_all(kept)
+    if dimension == 1:
+        return shapely.multilinestrings(
+            [line for p in kept for line in shapely.get_parts(p)])
+    return shapely.multipoints([pt for p in kept for pt in shapely.get_parts(p)])
+
+
+class GeometryCleaner:
+    def __init__(self, transformer: Any = None, simplify: Optional[dict] = None,
+                 quantize: Optional[dict] = None, label: str = "the file"):
+        self.transformer = transformer
+        self.simplify = simplify
+        self.quantize = quantize
+        self.label = label
+        self.dropped: Counter = Counter()
+        self.repaired = 0
+        self.types: set[str] = set()
+        self.bounds: Optional[np.ndarray] = None
+
+    def _drop(self, mask: np.ndarray, reason: str, keep: np.ndarray) -> None:
+        mask = mask & keep
+        count = int(mask.sum())
+        if count:
+            self.dropped[reason] += count
+            keep &= ~mask
+
+    def clean(self, wkb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(keep mask, geometries) for a batch's WKB values; the kept ones are clean."""
+        keep = np.ones(len(wkb), dtype=bool)
+        present = np.array([value is not None for value in wkb], dtype=bool)
+        self._drop(~present, "null_geometry", keep)
+        geoms = np.full(len(wkb), None, dtype=object)
+        if present.any():
+            geoms[present] = shapely.from_wkb(wkb[present], on_invalid="ignore")
+        self._drop(present & shapely.is_missing(geoms), "unreadable_geometry", keep)
+        self._drop(keep & shapely.is_empty(geoms), "empty_geometry", keep)
+        with_z = keep & shapely.has_z(geoms)
+        if with_z.any():
+            geoms[with_z] = shapely.force_2d(geoms[with_z])
+        self._repair(geoms, keep)
+        if self.transformer is not None and keep.any():
+            transform = self.transformer.transform
+            geoms[keep] = shapely.transform(
+                geoms[keep], lambda xy: np.column_stack(transform(xy[:, 0], xy[:, 1])))
+            finite = np.isfinite(shapely.bounds(geoms)).all(axis=1)
+            self._drop(keep & ~finite, "outside_target_crs", keep)
+        if self.simplify and keep.any():
+            geoms[keep] = shapely.simplify(
+                geoms[keep], self.simplify["tolerance"],
+                preserve_topology=self.simplify.get("preserve_topology", True))
+            self._drop(keep & shapely.is_empty(geoms), "empty_after_simplify", keep)
+        if self.quantize and keep.any():
+            geoms[keep] = shapely.set_precision(geoms[keep], self.quantize["snap_to_grid"])
+            self._drop(keep & shapely.is_empty(geoms), "empty_after_snap_to_grid", keep)
+        self._collect(geoms[keep])
+        return keep, geoms
+
+    def _repair(self, geoms: np.ndarray, keep: np.ndarray) -> None:
+        invalid = keep & ~shapely.is_valid(geoms)
+        for i in np.flatnonzero(invalid):
+            original = geoms[i]
+            repaired = shapely.make_valid(original)
+            fixed = _same_dimension(repaired, int(shapely.get_dimensions(original)))
+            if fixed is None or fixed.is_empty:
+                self.dropped["invalid_geometry"] += 1
+                keep[i] = False
+            else:
+                geoms[i] = fixed
+                self.repaired += 1
+
+    def _collect(self, kept: np.ndarray) -> None:
+        if len(kept) == 0:
+            return
+        ids = np.unique(shapely.get_type_id(kept))
+        self.types.update(TYPE_NAMES[i] for i in ids)
+        families = {FAMILY[t] for t in self.types}
+        if len(families) > 1:
+            raise VectorFileError(
+                f"{self.label} mixes geometry types that cannot share one column: "
+                f"{', '.join(sorted(self.types))}; split the file by geometry type (one "
+                "table per type)")
+        bounds = shapely.total_bounds(kept)
+        if self.bounds is None:
+            self.bounds = bounds
+        else:
+            self.bounds = np.array([min(self.bounds[0], bounds[0]),
+                                    min(self.bounds[1], bounds[1]),
+                                    max(self.bounds[2], bounds[2]),
+                                    max(self.bounds[3], bounds[3])])
+
+    def layer_type(self) -> tuple[str, bool]:
+        """The table's geometry type, and whether single geometries must become multi."""
+        if not self.types:
+            return "Geometry", False
+        family = FAMILY[next(iter(self.types))]
+        names = {t if t != "LinearRing" else "LineString" for t in self.types}
+        if len(names) == 1:
+            return names.pop(), False
+        return MULTI[family], True

@@ -1,0 +1,247 @@
+"""ingest_vector's stage 1 (one task): claim the target table, download the file, read it
+in batches, clean the geometries, map the columns, and write chunks of about 50 MB of
+GeoParquet to the temp container (rows numbered from 1, so a chunk loaded again gets the
+same keys); then create the job's staging table. Memory holds one chunk, not the file."""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import time
+import zipfile
+from datetime import timezone
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import shapely
+
+from config import get_settings
+from exceptions import PermanentError
+from infrastructure.blob_storage import get_blob_storage
+from infrastructure.vector_staging import GEOMETRY, KEY, VectorStaging
+from services.vector_cleaning import GeometryCleaner
+from services.vector_columns import Column, convert, plan_columns
+from services.vector_reader import open_reader
+from services.vector_sources import VectorFileError, fetch, remove
+
+CHUNK_TARGET_BYTES = 50 * 1024 * 1024
+READ_BATCH = 65_536
+MIN_CHUNK, MAX_CHUNK = 100, 500_000
+
+
+def chunk_prefix(job_id: str) -> str:
+    return f"ingest_vector/{job_id}/"
+
+
+def chunk_blob(job_id: str, index: int) -> str:
+    return f"{chunk_prefix(job_id)}chunk-{index:05d}.parquet"
+
+
+def resolve_crs(info_crs: Optional[str], params: dict[str, Any], label: str,
+                lat_lon: bool) -> Any:
+    """The file's CRS: its own, or source_crs for a file without one (a CSV of latitude
+    and longitude columns is in geographic degrees: EPSG:4326). A source_crs that
+    contradicts the file's own is an error; none at all is an error (never guessed)."""
+    from pyproj import CRS
+
+    given = CRS.from_user_input(params["source_crs"]) if params.get("source_crs") else None
+    own = CRS.from_user_input(info_crs) if info_crs else None
+    if own is not None and given is not None and not _same_crs(own, given):
+        raise PermanentError(
+            f"source_crs {params['source_crs']} contradicts {label}'s own CRS "
+            f"({own.to_string()}): leave source_crs out, or fix the file's CRS")
+    crs = own or given
+    if crs is None and lat_lon:
+        crs = CRS.from_epsg(4326)
+    if crs is None:
+        raise PermanentError(
+            f"{label} has no coordinate reference system: give source_crs (for example "
+            "EPSG:4326); the engine never guesses one")
+    return crs
+
+
+def _same_crs(a: Any, b: Any) -> bool:
+    if a.equals(b, ignore_axis_order=True):
+        return True
+    code_a, code_b = a.to_epsg(min_confidence=70), b.to_epsg(min_confidence=70)
+    return code_a is not None and code_a == code_b
+
+
+class ChunkWriter:
+    def __init__(self, job_id: str, container: str, folder: Path, chunk_rows: Optional[int]):
+        self.job_id = job_id
+        self.container = container
+        self.folder = folder
+        self.chunk_rows = chunk_rows
+        self.pending: list[pa.Table] = []
+        self.pending_rows = 0
+        self.next_id = 1
+        self.chunks: list[dict[str, Any]] = []
+        self.seconds = 0.0
+        self.geo_meta: dict[str, Any] = {}
+
+    def add(self, table: pa.Table) -> None:
+        if table.num_rows == 0:
+            return
+        if self.chunk_rows is None:
+            per_row = max(table.nbytes / table.num_rows, 1.0)
+            self.chunk_rows = int(min(MAX_CHUNK, max(MIN_CHUNK, CHUNK_TARGET_BYTES / per_row)))
+        self.pending.append(table)
+        self.pending_rows += table.num_rows
+        while self.pending_rows >= self.chunk_rows:
+            self._flush(self.chunk_rows)
+
+    def _flush(self, rows: int) -> None:
+        started = time.monotonic()
+        whole = pa.concat_tables(self.pending)
+        chunk, rest = whole.slice(0, rows), whole.slice(rows)
+        self.pending = [rest] if rest.num_rows else []
+        self.pending_rows = rest.num_rows
+        ids = pa.array(np.arange(self.next_id, self.next_id + chunk.num_rows), pa.int64())
+        chunk = chunk.add_column(0, KEY, ids)
+        chunk = chunk.replace_schema_metadata({b"geo": json.dumps(self.geo_meta).encode()})
+        index = len(self.chunks)
+        path = self.folder / f"chunk-{index:05d}.parquet"
+        pq.write_table(chunk, path, compression="zstd")
+        name = chunk_blob(self.job_id, index)
+        get_blob_storage().upload_file(self.container, name, path)
+        path.unlink()
+        self.chunks.append({"index": index, "blob": name, "rows": chunk.num_rows,
+                            "first_id": self.next_id})
+        self.next_id += chunk.num_rows
+        self.seconds += time.monotonic() - started
+
+    def finish(self) -> None:
+        if self.pending_rows:
+            self._flush(self.pending_rows)
+
+
+def _transformer(source: Any, target: Any) -> Any:
+    from pyproj import Transformer
+
+    if source.equals(target, ignore_axis_order=True):
+        return None
+    return Transformer.from_crs(source, target, always_xy=True)
+
+
+def prepare(params: dict[str, Any], context: dict[str, Any]) -> dict[str, Any]:
+    from pyproj import CRS
+
+    job_id = context["job_id"]
+    settings = get_settings()
+    schema, table = params["schema"], params["table_name"]
+    staging = VectorStaging()
+    staging.claim(job_id, schema, table)
+    blobs = get_blob_storage()
+    temp = settings.silver_temp_container
+    blobs.create_container(temp)
+    folder = Path(tempfile.mkdtemp(prefix="ingest-vector-"))
+    timings = {"download": 0.0, "read": 0.0, "clean": 0.0, "write": 0.0}
+    try:
+        started = time.monotonic()
+        info_blob = blobs.get_properties(params["container_name"], params["blob_name"])
+        source = fetch(blobs, params["container_name"], params["blob_name"],
+                       params["file_extension"], params["converter_params"], folder)
+        timings["download"] = time.monotonic() - started
+        try:
+            reader = open_reader(source, params["converter_params"])
+            info = reader.info()
+            lat_lon = "lat_name" in params["converter_params"]
+            crs = resolve_crs(info.crs, params, source.label, lat_lon)
+            target = CRS.from_user_input(params["target_crs"])
+            geometry = params.get("geometry_params") or {}
+            cleaner = GeometryCleaner(_transformer(crs, target), geometry.get("simplify"),
+                                      geometry.get("quantize"), source.label)
+            writer = ChunkWriter(job_id, temp, folder, params.get("chunk_size"))
+            writer.geo_meta = {"version": "1.1.0", "primary_column": GEOMETRY,
+                               "columns": {GEOMETRY: {"encoding": "WKB",
+                                                      "geometry_types": [],
+                                                      "crs": target.to_json_dict()}}}
+            columns: Optional[list[Column]] = None
+            renamed: dict[str, str] = {}
+            rows_read = 0
+            batch_size = min(params.get("chunk_size") or READ_BATCH, READ_BATCH)
+            clock = time.monotonic()
+            for batch in reader.batches(batch_size):
+                timings["read"] += time.monotonic() - clock
+                clock = time.monotonic()
+                rows_read += len(batch.wkb)
+                if columns is None:
+                    columns, renamed = plan_columns(batch.attributes.schema,
+                                                    info.json_fields)
+                keep, geoms = cleaner.clean(batch.wkb)
+                kept = convert(batch.attributes.filter(pa.array(keep)), columns)
+                wkb = shapely.to_wkb(geoms[keep])
+                kept = kept.append_column(GEOMETRY, pa.array(list(wkb), pa.binary())) \
+                    if kept.num_columns else pa.table({GEOMETRY: pa.array(list(wkb),
+                                                                          pa.binary())})
+                timings["clean"] += time.monotonic() - clock
+                writer.add(kept)
+                clock = time.monotonic()
+            writer.finish()
+        except (VectorFileError, PermanentError):
+            raise
+        except Exception as exc:  # what GDAL, pyarrow or GEOS say of a broken file
+            if not _is_file_error(exc):
+                raise
+            raise VectorFileError(
+                f"{source.label} cannot be read as {params['file_extension']}: "
+                f"{type(exc).__name__}: {str(exc).strip()[:500]} (the file may be "
+                "corrupt or truncated)") from None
+        timings["write"] = writer.seconds
+        geometry_type, promote = cleaner.layer_type()
+        if rows_read == 0 or not writer.chunks:
+            raise PermanentError(
+                f"{source.label} has no features to load ({rows_read} read, "
+                f"{sum(cleaner.dropped.values())} dropped: "
+                f"{dict(cleaner.dropped) or 'none'})")
+        srid = int(target.to_epsg())
+        columns = columns or []
+        staging.create_staging(job_id, [(c.name, c.pg_type) for c in columns],
+                               geometry_type, srid,
+                               {"source_last_modified": info_blob.last_modified.astimezone(
+                                   timezone.utc).isoformat().replace("+00:00", "Z"),
+                                "source": f"{params['container_name']}/{params['blob_name']}"})
+        return {
+            "rows_read": rows_read,
+            "rows_dropped": dict(cleaner.dropped),
+            "rows_repaired": cleaner.repaired,
+            "chunks": writer.chunks,
+            "chunk_size": writer.chunk_rows,
+            "geometry_type": geometry_type,
+            "geometry_types_found": sorted(cleaner.types),
+            "promote_to_multi": promote,
+            "srid": srid,
+            "source_crs": crs.to_string(),
+            "layer": info.layer,
+            "columns": [{"name": c.name, "type": c.pg_type, "source": c.source}
+                        for c in columns],
+            "columns_renamed": renamed,
+            "bbox_target_crs": [float(v) for v in cleaner.bounds]
+            if cleaner.bounds is not None else None,
+            "seconds": {k: round(v, 3) for k, v in timings.items()},
+        }
+    finally:
+        remove(folder)
+
+
+def _is_file_error(exc: BaseException) -> bool:
+    """An error a broken or unexpected file raises (never a storage or database one)."""
+    import pyogrio.errors
+
+    return isinstance(exc, (pyogrio.errors.DataSourceError, pyogrio.errors.DataLayerError,
+                            pyogrio.errors.FieldError, pyogrio.errors.GeometryError,
+                            pyogrio.errors.FeatureError, pyogrio.errors.CRSError,
+                            pa.ArrowException, shapely.errors.GEOSException,
+                            zipfile.BadZipFile, UnicodeDecodeError)
+                      ) and not _is_infrastructure(exc)
+
+
+def _is_infrastructure(exc: BaseException) -> bool:
+    from exceptions import TransientError
+
+    return isinstance(exc, TransientError) or type(exc).__module__.startswith(
+        ("azure", "psycopg", "urllib3", "requests"))
