@@ -125,6 +125,13 @@ class Settings(BaseSettings):
     # Local host: how many messages of each queue run at once.
     local_job_concurrency: int = Field(default=2, ge=1, alias="LOCAL_JOB_CONCURRENCY")
     local_task_concurrency: int = Field(default=8, ge=1, alias="LOCAL_TASK_CONCURRENCY")
+    # Local host: check function keys as Azure does (LOCAL_CHECK_KEYS=true): a FUNCTION
+    # level route needs LOCAL_FUNCTION_KEY or LOCAL_MASTER_KEY, an ADMIN level route the
+    # master key, in the x-functions-key header or the code query parameter (else 401).
+    # Off by default, like func start.
+    local_check_keys: bool = Field(default=False, alias="LOCAL_CHECK_KEYS")
+    local_function_key: Optional[str] = Field(default=None, alias="LOCAL_FUNCTION_KEY")
+    local_master_key: Optional[str] = Field(default=None, alias="LOCAL_MASTER_KEY")
 
     # Application Insights: set in Azure to send logs with job_id, task_id and stage as
     # custom dimensions (infrastructure/telemetry.py). Unset locally: no telemetry.
@@ -180,6 +187,7 @@ class Settings(BaseSettings):
     @field_validator("database_url", "service_bus_connection", "service_bus_namespace",
                      "applicationinsights_connection_string", "migrations_database_url",
                      "sql_stats_file", "storage_account_url", "storage_connection_string",
+                     "local_function_key", "local_master_key",
                      "geo_database_url", "geo_migrations_database_url",
                      "local_postgis_bin_dir")
     @classmethod

@@ -18,7 +18,7 @@ from config import JOBS_QUEUE, get_settings
 from .functions import (
     HTTP_TRIGGER, SERVICE_BUS_TRIGGER, TIMER_TRIGGER, FunctionSpec, discover,
 )
-from .http_server import ROUTE_PREFIX, LocalHttpServer, Router
+from .http_server import ROUTE_PREFIX, KeyCheck, LocalHttpServer, Router
 from .queue_workers import LockRenewer, QueueWaker, QueueWorker, Wakeup
 from .settings import is_disabled, max_lock_renewal_seconds
 from .timers import TimerRunner
@@ -61,6 +61,7 @@ class LocalHost:
         self._wakeups: list[Wakeup] = []
         self._renewer: Optional[LockRenewer] = None
         self._started = False
+        self.keys_checked = False
 
     def of_type(self, trigger_type: str) -> list[FunctionSpec]:
         return [f for f in self.functions if f.trigger_type == trigger_type]
@@ -97,8 +98,13 @@ class LocalHost:
             if self.of_type(SERVICE_BUS_TRIGGER):
                 self._start_queues()
             try:
+                keys = KeyCheck.from_settings()
+            except ValueError as exc:
+                raise LocalHostError(str(exc)) from None
+            self.keys_checked = keys.enabled
+            try:
                 self.http = LocalHttpServer(Router(self.of_type(HTTP_TRIGGER)),
-                                            self.requested_port)
+                                            self.requested_port, keys)
             except OSError as exc:
                 raise LocalHostError(f"cannot listen on 127.0.0.1:{self.requested_port}: "
                                      f"{exc.strerror or exc}") from None
@@ -172,8 +178,12 @@ class LocalHost:
         for spec in self.disabled:
             lines.append(f"\t{spec.name}: disabled (AzureWebJobs.{spec.name}.Disabled)")
             lines.append("")
-        lines.append("Function-level auth keys are not enforced by the local host "
-                     "(as with func start).")
+        if self.keys_checked:
+            lines.append("Function keys are checked (LOCAL_CHECK_KEYS): x-functions-key or "
+                         "?code= with LOCAL_FUNCTION_KEY or LOCAL_MASTER_KEY.")
+        else:
+            lines.append("Function-level auth keys are not enforced by the local host "
+                         "(as with func start; LOCAL_CHECK_KEYS=true checks them).")
         lines.append(f"Listening on {self.url} (loopback only). Ctrl+C to stop.")
         print("\n".join(lines), file=out, flush=True)
 

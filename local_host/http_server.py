@@ -3,6 +3,7 @@ a real azure.functions.HttpRequest in and HttpResponse out."""
 
 from __future__ import annotations
 
+import hmac
 import json
 import logging
 import re
@@ -126,6 +127,10 @@ class _Handler(BaseHTTPRequestHandler):
         headers: dict[str, str] = {}
         for name, value in self.headers.items():
             headers[name] = f"{headers[name]}, {value}" if name in headers else value
+        refused = self.server.keys.refuse(route.spec.auth_level, headers, split.query)
+        if refused is not None:
+            self._send(_json(401, {"error": refused}), started)
+            return
         request = func.HttpRequest(
             self.command, f"http://{self.headers.get('Host') or self.server.authority}"
                           f"{self.path}",
@@ -224,11 +229,57 @@ class _Handler(BaseHTTPRequestHandler):
         logger.debug("%s: %s", self.address_string(), format % args)
 
 
+class KeyCheck:
+    """Function keys as the Functions host checks them, when asked (LOCAL_CHECK_KEYS):
+    a FUNCTION level route takes the function key or the master key, an ADMIN level
+    route only the master key, from the x-functions-key header or the code query
+    parameter; an ANONYMOUS route takes anything. Off: every request passes, as with
+    func start."""
+
+    def __init__(self, function_key: Optional[str] = None, master_key: Optional[str] = None):
+        self.enabled = function_key is not None or master_key is not None
+        self.function_key, self.master_key = function_key, master_key
+
+    @classmethod
+    def from_settings(cls) -> "KeyCheck":
+        from config import get_settings
+
+        settings = get_settings()
+        if not settings.local_check_keys:
+            return cls()
+        missing = [name for name, value in (("LOCAL_FUNCTION_KEY", settings.local_function_key),
+                                            ("LOCAL_MASTER_KEY", settings.local_master_key))
+                   if not value]
+        if missing:
+            raise ValueError(f"LOCAL_CHECK_KEYS is true but {' and '.join(missing)} "
+                             f"{'is' if len(missing) == 1 else 'are'} not set")
+        return cls(settings.local_function_key, settings.local_master_key)
+
+    def refuse(self, auth_level: str, headers: dict[str, str], query: str) -> Optional[str]:
+        """None when the request may go on; else why not (a 401)."""
+        level = auth_level.lower()
+        if not self.enabled or level == "anonymous":
+            return None
+        given = next((v for k, v in headers.items() if k.lower() == "x-functions-key"), None)
+        if given is None:
+            given = query_params(query).get("code")
+        if not given:
+            return (f"This function's auth level is {level}: pass a key in the "
+                    "x-functions-key header or the code query parameter")
+        accepted = [self.master_key] if level == "admin" else [self.function_key,
+                                                               self.master_key]
+        if any(k and hmac.compare_digest(given.encode(), k.encode()) for k in accepted):
+            return None
+        return (f"The key is not valid for this function (auth level {level}"
+                + (": only the master key" if level == "admin" else "") + ")")
+
+
 class LocalHttpServer(ThreadingHTTPServer):
     daemon_threads = True
 
-    def __init__(self, router: Router, port: int):
+    def __init__(self, router: Router, port: int, keys: Optional[KeyCheck] = None):
         self.router = router
+        self.keys = keys or KeyCheck()
         super().__init__(("127.0.0.1", port), _Handler)
         self.authority = f"127.0.0.1:{self.server_address[1]}"
         self._thread: Optional[threading.Thread] = None
