@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import struct
 import tempfile
+import warnings
 import zipfile
 from pathlib import Path
 from typing import Any, Optional
@@ -33,6 +34,8 @@ def written(frame: gpd.GeoDataFrame, suffix: str, **kwargs: Any) -> bytes:
         path = Path(folder) / f"data{suffix}"
         if suffix == ".parquet":
             frame.to_parquet(path)
+        elif suffix == ".kml":
+            frame.to_file(path, engine="pyogrio", driver="KML", **kwargs)
         else:
             frame.to_file(path, engine="pyogrio", **kwargs)
         return path.read_bytes()
@@ -40,7 +43,8 @@ def written(frame: gpd.GeoDataFrame, suffix: str, **kwargs: Any) -> bytes:
 
 def shapefile_parts(frame: gpd.GeoDataFrame, stem: str = "data") -> dict[str, bytes]:
     """A Shapefile's files by extension (shp, shx, dbf, prj, cpg)."""
-    with tempfile.TemporaryDirectory() as folder:
+    with tempfile.TemporaryDirectory() as folder, warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "'crs' was not provided")  # meant, for some
         frame.to_file(Path(folder) / f"{stem}.shp", engine="pyogrio")
         return {p.suffix.lstrip("."): p.read_bytes() for p in Path(folder).iterdir()}
 
