@@ -96,7 +96,7 @@ def publish(params: dict[str, Any], context: dict[str, Any]) -> dict[str, Any]:
     started = time.monotonic()
     result = VectorPublisher().publish(
         job_id, schema, table, params["if_exists"], params["indexes"]["spatial"],
-        params["indexes"]["attributes"],
+        facts.get("attribute_indexes", []),
         f"Loaded by ingest_vector job {job_id} from {source}")
     indexed = time.monotonic()
     item = catalogue_table(schema, table, COLLECTION_ID, job_id, source_file=source,

@@ -161,6 +161,7 @@ def prepare(params: dict[str, Any], context: dict[str, Any]) -> dict[str, Any]:
                                                       "geometry_types": [],
                                                       "crs": target.to_json_dict()}}}
             columns: Optional[list[Column]] = None
+            attributes: list[str] = []
             renamed: dict[str, str] = {}
             rows_read = 0
             batch_size = min(params.get("chunk_size") or READ_BATCH, READ_BATCH)
@@ -172,6 +173,7 @@ def prepare(params: dict[str, Any], context: dict[str, Any]) -> dict[str, Any]:
                 if columns is None:
                     columns, renamed = plan_columns(batch.attributes.schema,
                                                     info.json_fields)
+                    attributes = index_columns(params["indexes"]["attributes"], columns)
                 keep, geoms = cleaner.clean(batch.wkb)
                 kept = convert(batch.attributes.filter(pa.array(keep)), columns)
                 wkb = shapely.to_wkb(geoms[keep])
@@ -204,7 +206,8 @@ def prepare(params: dict[str, Any], context: dict[str, Any]) -> dict[str, Any]:
                                geometry_type, srid,
                                {"source_last_modified": info_blob.last_modified.astimezone(
                                    timezone.utc).isoformat().replace("+00:00", "Z"),
-                                "source": f"{params['container_name']}/{params['blob_name']}"})
+                                "source": f"{params['container_name']}/{params['blob_name']}",
+                                "attribute_indexes": attributes})
         return {
             "rows_read": rows_read,
             "rows_dropped": dict(cleaner.dropped),
@@ -226,6 +229,22 @@ def prepare(params: dict[str, Any], context: dict[str, Any]) -> dict[str, Any]:
         }
     finally:
         remove(folder)
+
+
+def index_columns(asked: list[str], columns: list[Column]) -> list[str]:
+    """indexes.attributes as the table's column names (a source column's name works too);
+    an unknown one fails before anything is loaded."""
+    by_name = {c.name: c.name for c in columns}
+    by_source = {c.source: c.name for c in columns}
+    out, unknown = [], []
+    for name in asked:
+        found = by_name.get(name) or by_source.get(name) or by_name.get(name.lower())
+        (out if found else unknown).append(found or name)
+    if unknown:
+        raise PermanentError(
+            f"indexes.attributes names {', '.join(unknown)}: not columns of the file (its "
+            f"columns: {', '.join(c.name for c in columns) or 'none'})")
+    return sorted(set(out))
 
 
 def _is_file_error(exc: BaseException) -> bool:
