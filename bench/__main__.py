@@ -24,6 +24,8 @@ from .storage_runs import storage_runs
 from .server import ROOT, BenchServer
 from .report import machine, render
 from .runs import io_bound_run, submit_latency, throughput_run
+from .vector_report import render_vector
+from .vector_runs import vector_runs
 
 WORKDIR = ROOT / ".local" / "bench"
 # LOCAL_TASK_CONCURRENCY per mode (see docs/performance.md for the sweep behind them).
@@ -78,6 +80,21 @@ def parse(argv: Optional[Sequence[str]]) -> argparse.Namespace:
                    help="summaries timed per filter (30)")
     p.add_argument("--only-listing", action="store_true",
                    help="run only the job list part: make bench-listing")
+    p.add_argument("--vector-points", type=int, default=1_000_000,
+                   help="ingest_vector beside ogr2ogr: a GeoPackage of this many points; "
+                        "0 skips (1000000)")
+    p.add_argument("--vector-polygons", type=int, default=100_000,
+                   help="... and one of this many polygons of 10 to 30 vertices; 0 skips "
+                        "(100000)")
+    p.add_argument("--vector-small-chunk", type=int, default=100_000,
+                   help="the points again with this chunk_size, for the host's memory; "
+                        "0 skips (100000)")
+    p.add_argument("--vector-bounded-handlers", type=int, default=2,
+                   help="... and once more with one batch invocation of this many "
+                        "handlers (TASK_BATCH_CONCURRENCY); 0 skips (2)")
+    p.add_argument("--only-vector", action="store_true",
+                   help="run only the vector part (Azurite, PostGIS, ogr2ogr): make "
+                        "bench-vector; writes .local/bench/vector.json")
     p.add_argument("--quick", action="store_true",
                    help="smoke run: 2 jobs of 100, 1 consumer, 50 submits, pgbench 2 s")
     p.add_argument("--out", default=str(WORKDIR / "results.json"))
@@ -88,6 +105,7 @@ def parse(argv: Optional[Sequence[str]]) -> argparse.Namespace:
         args.io_tasks, args.large_stage_tasks = 200, 10_000
         args.storage_blobs, args.summarize_blobs = 500, 2_000
         args.listing_jobs, args.listing_pages, args.listing_summaries = 20_000, 50, 5
+        args.vector_points, args.vector_polygons, args.vector_small_chunk = 20_000, 2_000, 5_000
     return args
 
 
@@ -168,6 +186,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             print()
             print(render_listing(results["listing"]))
             return _write(args, results, started)
+        if args.only_vector:
+            _vector(args, server, results)
+            print()
+            print(render_vector(results["vector"]))
+            return 0
         print(f"pgbench -N for {args.pgbench_seconds} s ...", flush=True)
         results["pgbench"] = server.pgbench(args.pgbench_seconds)
         print(f"  {results['pgbench']}", flush=True)
@@ -185,6 +208,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             results["storage"] = storage_runs(
                 server, blobs=args.storage_blobs, summarize_blobs=args.summarize_blobs,
                 workdir=WORKDIR / "storage", timeout=max(args.run_timeout, 900.0))
+        if (args.vector_points or args.vector_polygons) and not args.only_storage:
+            _vector(args, server, results)
     except KeyboardInterrupt:
         print("interrupted: cleaning up", file=sys.stderr)
         return 130
@@ -195,7 +220,27 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if results.get("listing"):
         print()
         print(render_listing(results["listing"]))
+    if results.get("vector"):
+        print()
+        print(render_vector(results["vector"]))
     return _write(args, results, started)
+
+
+def _vector(args: argparse.Namespace, server: BenchServer, results: dict) -> None:
+    """ingest_vector beside ogr2ogr; also written to .local/bench/vector.json."""
+    print(f"vector: ingest_vector beside ogr2ogr on {args.vector_points:,} points and "
+          f"{args.vector_polygons:,} polygons ...", flush=True)
+    started = time.monotonic()
+    results["vector"] = vector_runs(
+        server, points=args.vector_points, polygons=args.vector_polygons,
+        small_chunk=args.vector_small_chunk, bounded_handlers=args.vector_bounded_handlers,
+        workdir=WORKDIR / "vector", timeout=max(args.run_timeout, 900.0))
+    results["vector"].update(machine=results["machine"],
+                             seconds=round(time.monotonic() - started, 1))
+    out = WORKDIR / "vector.json"
+    out.write_text(json.dumps({"command": results["command"], **results["vector"]},
+                              indent=1, default=str))
+    print(f"  vector results in {out}", flush=True)
 
 
 def _write(args: argparse.Namespace, results: dict, started: float) -> int:
