@@ -72,8 +72,8 @@ def test_an_unknown_check_name_is_refused_naming_the_known_ones():
     message = refused(submit_checks=(
         SubmitCheck("table_missing", parameter="table_name", arguments=TABLE),))
     assert "Job 'ingest' submit_checks[0] names check 'table_missing'" in message
-    assert ("known checks: blob_etag, container_exists, geo_table_exists, geo_vector_table, "
-            "table_absent, table_exists") in message
+    assert ("known checks: blob_etag, container_exists, geo_table_absent, geo_table_exists, "
+            "geo_vector_table, table_absent, table_exists") in message
 
 
 @pytest.mark.parametrize("arguments", [
