@@ -73,10 +73,13 @@ def _as_objects(column: Any) -> np.ndarray:
 class OgrReader:
     """A GDAL-readable file (CSV, GeoJSON, GeoPackage, KML, Shapefile)."""
 
-    def __init__(self, source: SourceFile, layer: Optional[str], open_options: dict):
+    def __init__(self, source: SourceFile, layer: Optional[str], open_options: dict,
+                 more_layers: tuple[str, ...] = ()):
         self.source = source
         self.layer = layer
         self.options = open_options
+        # A KML's folders are layers of one schema: all of them are read, in order.
+        self.layers = (layer, *more_layers)
 
     def info(self) -> LayerInfo:
         import pyogrio
@@ -88,10 +91,23 @@ class OgrReader:
                          json_fields)
 
     def batches(self, size: int) -> Iterator[Batch]:
+        schema = None
+        for layer in self.layers:
+            for batch in self._layer_batches(layer, size):
+                if schema is None:
+                    schema = batch.attributes.schema
+                elif not batch.attributes.schema.equals(schema):
+                    raise VectorFileError(
+                        f"{self.source.label}'s layers {self.layers[0]} and {layer} have "
+                        "different columns: name the one to load with "
+                        "converter_params.layer_name")
+                yield batch
+
+    def _layer_batches(self, layer: Optional[str], size: int) -> Iterator[Batch]:
         import pyogrio
 
         offset = 0
-        with pyogrio.open_arrow(str(self.source.path), layer=self.layer, batch_size=size,
+        with pyogrio.open_arrow(str(self.source.path), layer=layer, batch_size=size,
                                 use_pyarrow=True, **self.options) as (
                 meta, reader):
             geometry = meta.get("geometry_name") or "wkb_geometry"
@@ -104,19 +120,19 @@ class OgrReader:
                     raise VectorFileError(f"{self.source.label} has no geometry column")
                 column = table.column(geo_name)
                 if has_curves(column.combine_chunks()):
-                    wkb = self._linearized(offset, table.num_rows)
+                    wkb = self._linearized(layer, offset, table.num_rows)
                 else:
                     wkb = _as_objects(column)
                 offset += table.num_rows
                 yield Batch(table.drop_columns([geo_name]), wkb)
 
-    def _linearized(self, offset: int, count: int) -> np.ndarray:
+    def _linearized(self, layer: Optional[str], offset: int, count: int) -> np.ndarray:
         """The batch's geometries read again by GDAL's feature reader, which linearizes
         curves (OGRSetNonLinearGeometriesEnabledFlag off)."""
         import pyogrio.raw
 
         _, _, geometry, _ = pyogrio.raw.read(
-            str(self.source.path), layer=self.layer, columns=[], skip_features=offset,
+            str(self.source.path), layer=layer, columns=[], skip_features=offset,
             max_features=count, force_2d=True, **self.options)
         if len(geometry) != count:
             raise VectorFileError(f"{self.source.label}: the features changed while read")
@@ -230,6 +246,11 @@ def open_reader(source: SourceFile, converter: dict[str, Any]) -> Any:
     layer = None
     if source.fmt == "csv":
         options = csv_options(source, converter)
+    elif source.fmt == "kml" and not converter.get("layer_name"):
+        names = [name for name, _ in _layers(source)]
+        if not names:
+            raise VectorFileError(f"{source.label} has no layers")
+        return OgrReader(source, names[0], options, tuple(names[1:]))
     elif source.fmt in ("gpkg", "kml"):
         layer = choose_layer(source, converter.get("layer_name"))
     elif converter.get("layer_name"):

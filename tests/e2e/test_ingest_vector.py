@@ -235,3 +235,21 @@ def test_types_kept_in_a_geopackage(host, blob_storage):
     row = query("SELECT big, \"when\" AS w, flag FROM geo.typed ORDER BY id LIMIT 1")[0]
     assert row["big"] == 2**62 and row["flag"] is True
     assert row["w"] == dt.datetime(2026, 1, 2, 1, 4, 5, tzinfo=dt.timezone.utc)
+
+
+def test_a_kml_of_several_folders_loads_them_all(host, blob_storage):
+    folders = {"Wells": [vf.kml_point(10, 50), vf.kml_point(11, 51)],
+               "Springs": [vf.kml_point(12, 52)], "Empty": []}
+    vf.upload(blob_storage, "sites.kml", vf.kml_folders(folders))
+    r = ingest(host, "sites.kml", "sites")
+    assert (r["rows_loaded"], r["geometry_type"]) == (3, "Point")
+    names = sorted(row["name"] for row in query("SELECT name FROM geo.sites"))
+    assert names == ["Springs-0", "Wells-0", "Wells-1"]
+    r = ingest(host, "sites.kml", "springs", converter_params={"layer_name": "Springs"})
+    assert r["rows_loaded"] == 1
+    line = "<LineString><coordinates>10,50 11,51</coordinates></LineString>"
+    vf.upload(blob_storage, "mixed.kml", vf.kml_folders({"A": [vf.kml_point(1, 2)],
+                                                         "B": [line]}))
+    job = run(host, "ingest_vector", {"blob_name": "mixed.kml", "table_name": "mixed"})
+    assert job["status"] == "failed"
+    assert "cannot share one column: LineString, Point" in job["error_details"]

@@ -108,3 +108,18 @@ def curved_geopackage(crs: str = "EPSG:4326") -> bytes:
                           fields=["shape"], geometry_type="Unknown", crs=crs,
                           driver="GPKG", layer="curves")
         return path.read_bytes()
+
+
+def kml_folders(folders: dict[str, list[str]]) -> bytes:
+    """A KML document of folders of placemarks: {folder: [KML geometry element, ...]}."""
+    body = "".join(
+        f"<Folder><name>{name}</name>" + "".join(
+            f"<Placemark><name>{name}-{i}</name>{geometry}</Placemark>"
+            for i, geometry in enumerate(geometries)) + "</Folder>"
+        for name, geometries in folders.items())
+    return ('<?xml version="1.0" encoding="UTF-8"?><kml xmlns="http://www.opengis.net/'
+            f'kml/2.2"><Document><name>doc</name>{body}</Document></kml>').encode()
+
+
+def kml_point(x: float, y: float) -> str:
+    return f"<Point><coordinates>{x},{y},0</coordinates></Point>"
