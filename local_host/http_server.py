@@ -100,6 +100,13 @@ class _Handler(BaseHTTPRequestHandler):
 
     do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_OPTIONS = do_GET
 
+    def __getattr__(self, name: str) -> Any:
+        # Any other method (TRACE, made-up ones) is routed too: a 405 naming the allowed
+        # methods, or a 404, never the base class's 501 page.
+        if name.startswith("do_"):
+            return self._dispatch
+        raise AttributeError(name)
+
     def _dispatch(self) -> None:
         started = time.monotonic()
         try:

@@ -10,7 +10,9 @@ import azure.functions as func
 
 from config import get_settings
 
-from .http_utils import json_response
+from core.api_models import HealthDetails, HealthResponse
+
+from .http_utils import document
 from .runtime import core_machine
 
 bp = func.Blueprint()
@@ -40,7 +42,7 @@ def _geospatial() -> dict:
 @bp.route(route="health", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
 def health(req: func.HttpRequest) -> func.HttpResponse:
     up = _database_reachable()
-    return json_response(200 if up else 503, {"status": "up" if up else "down"})
+    return document(200 if up else 503, HealthResponse, {"status": "up" if up else "down"})
 
 
 @bp.route(route="health/details", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
@@ -55,4 +57,4 @@ def health_details(req: func.HttpRequest) -> func.HttpResponse:
         "task_types": sorted(core_machine.handlers_registry),
         "geospatial": _geospatial(),
     }
-    return json_response(200 if up else 503, payload)
+    return document(200 if up else 503, HealthDetails, payload)

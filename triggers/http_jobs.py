@@ -19,7 +19,9 @@ from exceptions import (
 )
 from jobs.validation import describe_parameters
 
-from .http_utils import BadRequest, error_response, json_response, read_json_object
+from core.api_models import JobStatusDocument, SubmitResponse
+
+from .http_utils import BadRequest, document, error_response, read_json_object
 from .runtime import core_machine
 
 logger = logging.getLogger(__name__)
@@ -82,7 +84,7 @@ def submit(req: func.HttpRequest) -> func.HttpResponse:
         payload["message"] = "A job with these parameters already exists"
         payload["result_data"] = job["result_data"]
         payload["error_details"] = job["error_details"]
-    return json_response(201 if outcome.created else 200, payload)
+    return document(201 if outcome.created else 200, SubmitResponse, payload)
 
 
 @bp.route(route="jobs/status/{job_id}", methods=["GET"])
@@ -93,9 +95,9 @@ def status(req: func.HttpRequest) -> func.HttpResponse:
             400, f"Malformed job id '{job_id[:100]}': a job id is 64 lowercase hex characters")
     try:
         job = core_machine.state_manager.job_status(job_id)
+        if job is None:
+            return error_response(404, f"No job with id {job_id}")
+        return document(200, JobStatusDocument, job)
     except Exception:  # database trouble is the caller's to retry, not a 500
         logger.exception("status failed", extra={"job_id": job_id})
         return error_response(503, UNAVAILABLE)
-    if job is None:
-        return error_response(404, f"No job with id {job_id}")
-    return json_response(200, job)

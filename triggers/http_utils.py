@@ -8,13 +8,16 @@ for size, 415 for a content type other than JSON) that says what was wrong.
 from __future__ import annotations
 
 import json
+import logging
 from typing import Any, Optional
 
 import azure.functions as func
+from pydantic import ValidationError
 
 from jobs.validation import json_type
 
 MAX_DEPTH = 32
+logger = logging.getLogger(__name__)
 
 
 class BadRequest(Exception):
@@ -30,6 +33,19 @@ def json_response(status: int, payload: dict[str, Any]) -> func.HttpResponse:
         json.dumps(payload, default=str), status_code=status, mimetype="application/json",
         charset="utf-8",
     )
+
+
+def document(status: int, model: Any, payload: dict[str, Any]) -> func.HttpResponse:
+    """A response document through its model (core/api_models.py): checked against what
+    GET /api/openapi.json promises, the fields the payload left out still left out. A
+    payload the model refuses is a bug: logged with its traceback, and sent as it is
+    (never a 500, and the work the request did is not hidden)."""
+    try:
+        checked = model.model_validate(payload)
+    except ValidationError:
+        logger.exception("response does not match %s", model.__name__)
+        return json_response(status, payload)
+    return json_response(status, checked.model_dump(mode="json", exclude_unset=True))
 
 
 def error_response(status: int, error: str, **details: Any) -> func.HttpResponse:

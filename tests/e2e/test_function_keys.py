@@ -86,7 +86,7 @@ def test_the_apps_routes_need_the_function_key(keys_on, database):
     with LocalHost(port=0, close_database=False, banner=False) as host:
         assert get(host, "/api/health")[0] == 200  # anonymous
         for path in ("/api/jobs", "/api/jobs/summary", "/api/health/details",
-                     "/api/jobs/status/" + "a" * 64):
+                     "/api/jobs/status/" + "a" * 64, "/api/openapi.json"):
             code, body = get(host, path)
             assert code == 401, (path, body)
         assert get(host, "/api/jobs", {"x-functions-key": FUNCTION_KEY})[0] == 200

@@ -94,6 +94,7 @@ EXPECTED_FUNCTIONS = {
     "list_jobs": http("jobs", "GET", "FUNCTION"),
     "jobs_summary": http("jobs/summary", "GET", "FUNCTION"),
     "job_tasks": http("jobs/{job_id}/tasks", "GET", "FUNCTION"),
+    "openapi": http("openapi.json", "GET", "FUNCTION"),
     "health": http("health", "GET", "ANONYMOUS"),
     "health_details": http("health/details", "GET", "FUNCTION"),
     "process_job_message": service_bus("geospatial-jobs"),

@@ -44,6 +44,8 @@ def test_import_with_no_settings_and_no_network():
                          "route": "jobs/summary"},
         "job_tasks": {"type": "httpTrigger", "methods": ["GET"], "authLevel": "function",
                       "route": "jobs/{job_id}/tasks"},
+        "openapi": {"type": "httpTrigger", "methods": ["GET"], "authLevel": "function",
+                    "route": "openapi.json"},
         "health": {"type": "httpTrigger", "methods": ["GET"], "authLevel": "anonymous",
                    "route": "health"},
         "health_details": {"type": "httpTrigger", "methods": ["GET"], "authLevel": "function",
