@@ -68,6 +68,12 @@ def test_append_adds_rows_and_a_misfit_fails_naming_the_difference(host, blob_st
     assert "columns in the table but not in the file: ratio" in error
     cleaned_up(host, job)
     assert query("SELECT count(*) AS n FROM geo.pts")[0]["n"] == 5  # unchanged
+    # its staging table, claim and chunks are gone with the failed job
+    assert query("SELECT count(*) AS n FROM pg_tables WHERE schemaname = 'geo_ingest'"
+                 " AND tablename LIKE 's\\_%%'")[0]["n"] == 0
+    assert query("SELECT count(*) AS n FROM geo_ingest.runs WHERE state = 'loading'"
+                 )[0]["n"] == 0
+    assert leftovers(blob_storage) == []
     lines = vf.lines()
     vf.upload(blob_storage, "d.geojson", vf.written(lines, ".geojson"))
     ingest(host, "d.geojson", "roads")

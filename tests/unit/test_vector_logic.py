@@ -1,0 +1,103 @@
+"""ingest_vector's pure parts: column names and types, WKB type codes and curve
+detection, single-to-multi WKB, geometry cleaning and the layer's type."""
+
+from __future__ import annotations
+
+import struct
+
+import numpy as np
+import pyarrow as pa
+import pytest
+import shapely
+from shapely.geometry import LineString, MultiPolygon, Point, Polygon, box
+
+from services.service_ingest_vector import _multi
+from services.vector_cleaning import GeometryCleaner
+from services.vector_columns import convert, launder, plan_columns
+from services.vector_reader import has_curves
+from services.vector_sources import VectorFileError
+
+
+@pytest.mark.parametrize("name,expected", [
+    ("Name", "name"), ("Name With Spaces", "name_with_spaces"), ("2nd", "_2nd"),
+    ("id", "src_id"), ("GEOM", "src_geom"), ("naïve", "naïve"), ("a-b#c", "a_b_c"),
+    ("", "column"), ("x" * 80, "x" * 63),
+])
+def test_launder(name, expected):
+    assert launder(name) == expected
+
+
+def test_clashing_names_are_numbered_and_reported():
+    schema = pa.schema([("Name", pa.string()), ("name", pa.string()), ("ID", pa.int64())])
+    columns, renamed = plan_columns(schema, set())
+    assert [c.name for c in columns] == ["name", "name_2", "src_id"]
+    assert renamed == {"Name": "name", "name": "name_2", "ID": "src_id"}
+
+
+def test_types_and_values():
+    table = pa.table({
+        "i8": pa.array([1, None], pa.int8()), "i64": pa.array([2**62, 1], pa.int64()),
+        "u64": pa.array([2**64 - 1, 0], pa.uint64()), "f": pa.array([1.5, float("nan")]),
+        "ts": pa.array([0, 1], pa.timestamp("ms", tz="+02:00")),
+        "naive": pa.array([0, 1], pa.timestamp("ms")),
+        "tags": pa.array([["a", "b"], None], pa.list_(pa.string())),
+        "props": pa.array([{"k": 1}, {"k": None}], pa.struct([("k", pa.int64())])),
+        "raw": pa.array([b"\x01\xff", None], pa.binary()),
+        "doc": pa.array(['{"a": 1}', None]),
+    })
+    columns, _ = plan_columns(table.schema, {"doc"})
+    types = {c.name: c.pg_type for c in columns}
+    assert types == {"i8": "smallint", "i64": "bigint", "u64": "numeric(20)",
+                     "f": "double precision", "ts": "timestamptz", "naive": "timestamp",
+                     "tags": "jsonb", "props": "jsonb", "raw": "bytea", "doc": "jsonb"}
+    out = convert(table, columns)
+    assert out.column("f").to_pylist() == [1.5, None]
+    assert out.column("u64").to_pylist() == [str(2**64 - 1), "0"]
+    assert out.column("tags").to_pylist() == ['["a", "b"]', None]
+    assert out.column("props").to_pylist() == ['{"k": 1}', '{"k": null}']
+    assert out.column("raw").to_pylist() == ["\\x01ff", None]
+    assert out.column("i64").to_pylist() == [2**62, 1]
+
+
+def test_wkb_curve_detection_and_multi_wrapping():
+    circular = struct.pack("<BII", 1, 8, 3) + struct.pack("<6d", 0, 0, 1, 1, 2, 0)
+    linear = shapely.to_wkb(LineString([(0, 0), (1, 1)]))
+    big_endian = shapely.to_wkb(Point(1, 2), byte_order=0)
+    assert has_curves(pa.array([linear, None, circular], pa.binary()))
+    assert not has_curves(pa.array([linear, None, big_endian], pa.binary()))
+    polygon = shapely.to_wkb(box(0, 0, 1, 1))
+    wrapped = shapely.from_wkb(_multi(polygon))
+    assert wrapped.geom_type == "MultiPolygon" and wrapped.equals(box(0, 0, 1, 1))
+    multi = shapely.to_wkb(MultiPolygon([box(0, 0, 1, 1)]))
+    assert _multi(multi) == multi
+    assert shapely.from_wkb(_multi(big_endian)).geom_type == "MultiPoint"
+
+
+def test_cleaning_counts_repairs_and_promotes():
+    bowtie = Polygon([(0, 0), (2, 2), (2, 0), (0, 2), (0, 0)])
+    wkb = np.array([shapely.to_wkb(box(0, 0, 1, 1)), None, shapely.to_wkb(Polygon()),
+                    shapely.to_wkb(bowtie), b"not wkb",
+                    shapely.to_wkb(shapely.force_3d(box(5, 5, 6, 6)))], dtype=object)
+    cleaner = GeometryCleaner()
+    keep, geoms = cleaner.clean(wkb)
+    assert keep.tolist() == [True, False, False, True, False, True]
+    assert dict(cleaner.dropped) == {"null_geometry": 1, "empty_geometry": 1,
+                                     "unreadable_geometry": 1}
+    assert cleaner.repaired == 1
+    assert geoms[3].geom_type == "MultiPolygon" and geoms[3].is_valid
+    assert not shapely.has_z(geoms[5])
+    assert cleaner.layer_type() == ("MultiPolygon", True)
+
+
+def test_a_polygon_collapsing_to_a_line_is_dropped_not_kept_as_a_line():
+    flat = Polygon([(0, 0), (1, 0), (2, 0), (0, 0)])
+    cleaner = GeometryCleaner()
+    keep, _ = cleaner.clean(np.array([shapely.to_wkb(flat)], dtype=object))
+    assert keep.tolist() == [False] and cleaner.dropped == {"invalid_geometry": 1}
+
+
+def test_points_and_polygons_cannot_share_a_column():
+    cleaner = GeometryCleaner(label="f.geojson")
+    cleaner.clean(np.array([shapely.to_wkb(Point(0, 0))], dtype=object))
+    with pytest.raises(VectorFileError, match="cannot share one column: Point, Polygon"):
+        cleaner.clean(np.array([shapely.to_wkb(box(0, 0, 1, 1))], dtype=object))
