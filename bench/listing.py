@@ -177,6 +177,53 @@ def scenarios(window: tuple[str, str, str], prefix: str) -> list[tuple[str, str,
     ]
 
 
+class _Capture:
+    """Stands in for a connection: keeps the statement a query method would run."""
+
+    def execute(self, sql: str, params: Any = None) -> "_Capture":
+        self.sql, self.params = sql, params
+        return self
+
+    def fetchall(self) -> list:
+        return []
+
+
+def _plan_nodes(node: dict[str, Any], found: list[str]) -> None:
+    label = node["Node Type"]
+    if "Index Name" in node:
+        label += f" {node['Index Name']}"
+    if label not in found:
+        found.append(label)
+    for child in node.get("Plans", ()):
+        _plan_nodes(child, found)
+
+
+def plans(server: Any, window: tuple[str, str, str]) -> list[dict[str, Any]]:
+    """EXPLAIN ANALYZE of each scenario's first page (or summary) as the host runs it:
+    the plan's nodes (with the indexes used) and the server's execution time."""
+    from core.job_listing import job_filters
+    from infrastructure.job_queries import JobQueries
+    from jobs import ALL_JOBS
+
+    queries, found = JobQueries(), []
+    for kind, name, query in scenarios(window, "ab"):
+        filters = job_filters({k: str(v) for k, v in query.items() if k != "limit"},
+                              list(ALL_JOBS))
+        capture = _Capture()
+        if kind == "list":
+            queries.list_jobs(capture, filters, None, int(query.get("limit", 50)) + 1)
+        else:
+            queries.summary(capture, filters)
+        with server.connect() as conn:
+            plan = conn.execute("EXPLAIN (ANALYZE, FORMAT JSON) " + capture.sql,
+                                capture.params).fetchone()[0][0]
+        nodes: list[str] = []
+        _plan_nodes(plan["Plan"], nodes)
+        found.append({"kind": kind, "name": name, "nodes": nodes,
+                      "execution_ms": round(plan["Execution Time"], 2)})
+    return found
+
+
 def listing_run(server: Any, jobs: int, tasks_per_job: int, pages: int, summaries: int,
                 workdir: Path) -> dict[str, Any]:
     server.truncate()
@@ -210,6 +257,7 @@ def listing_run(server: Any, jobs: int, tasks_per_job: int, pages: int, summarie
     finally:
         host.stop()
     result["measurements"] = measured
+    result["plans"] = plans(server, window)
     result["pages_per_list_scenario"] = pages
     result["requests_per_summary_scenario"] = summaries
     return result
@@ -227,4 +275,9 @@ def render_listing(listing: Optional[dict[str, Any]]) -> str:
     for m in listing["measurements"]:
         lines.append(f"| {m['kind']} | {m['name']} | {m['requests']} | {m['p50_ms']} | "
                      f"{m['p99_ms']} | {m['max_ms']} | {m.get('deepest_page', '')} |")
+    lines += ["", "first page's plan (EXPLAIN ANALYZE on the server)",
+              "| request | filter | server ms | plan nodes |", "|---|---|---|---|"]
+    for p in listing.get("plans", ()):
+        lines.append(f"| {p['kind']} | {p['name']} | {p['execution_ms']} | "
+                     f"{', '.join(p['nodes'])} |")
     return "\n".join(lines)
