@@ -146,12 +146,18 @@ class ServerLog:
         return out
 
     def summary(self) -> dict[str, Any]:
-        kinds: dict[str, dict[str, float]] = {}
+        """By kind: count and seconds; "other" also lists its five longest statements."""
+        kinds: dict[str, dict[str, Any]] = {}
         for row in self.statements():
             kind = statement_kind(row["statement"])
             entry = kinds.setdefault(kind, {"count": 0, "seconds": 0.0})
             entry["count"] += 1
             entry["seconds"] = round(entry["seconds"] + row["seconds"], 3)
+            if kind == "other":
+                entry.setdefault("longest", []).append(
+                    [round(row["seconds"], 3), row["statement"][:120]])
+        if "other" in kinds:
+            kinds["other"]["longest"] = sorted(kinds["other"]["longest"], reverse=True)[:5]
         return kinds
 
 
