@@ -92,6 +92,9 @@ def parse(argv: Optional[Sequence[str]]) -> argparse.Namespace:
     p.add_argument("--vector-bounded-handlers", type=int, default=2,
                    help="... and once more with one batch invocation of this many "
                         "handlers (TASK_BATCH_CONCURRENCY); 0 skips (2)")
+    p.add_argument("--vector-repeat", type=int, default=1,
+                   help="each vector run this many times, interleaved; the tables show "
+                        "the median (1)")
     p.add_argument("--only-vector", action="store_true",
                    help="run only the vector part (Azurite, PostGIS, ogr2ogr): make "
                         "bench-vector; writes .local/bench/vector.json")
@@ -234,7 +237,8 @@ def _vector(args: argparse.Namespace, server: BenchServer, results: dict) -> Non
     results["vector"] = vector_runs(
         server, points=args.vector_points, polygons=args.vector_polygons,
         small_chunk=args.vector_small_chunk, bounded_handlers=args.vector_bounded_handlers,
-        workdir=WORKDIR / "vector", timeout=max(args.run_timeout, 900.0))
+        workdir=WORKDIR / "vector", timeout=max(args.run_timeout, 900.0),
+        repeat=max(args.vector_repeat, 1))
     results["vector"].update(machine=results["machine"],
                              seconds=round(time.monotonic() - started, 1))
     out = WORKDIR / "vector.json"

@@ -17,10 +17,25 @@ def _baseline(runs: list[dict], file: str) -> Optional[dict]:
                  and "seconds" in r and not r.get("error")), None)
 
 
+def medians(runs: list[dict]) -> tuple[list[dict], dict[str, list[dict]]]:
+    """The run of median wall time of each tag (the lower middle of an even count), in
+    the order the tags first ran, and every run by tag."""
+    by_tag: dict[str, list[dict]] = {}
+    for run in runs:
+        by_tag.setdefault(run.get("tag", ""), []).append(run)
+    chosen = []
+    for group in by_tag.values():
+        timed = sorted((r for r in group if r.get("seconds") is not None),
+                       key=lambda r: r["seconds"])
+        chosen.append(timed[(len(timed) - 1) // 2] if timed else group[0])
+    return chosen, by_tag
+
+
 def render_vector(results: dict[str, Any]) -> str:
     if results.get("error"):
         return f"Vector ingest: skipped ({results['error']})"
-    runs = results.get("runs", [])
+    runs, by_tag = medians(results.get("runs", []))
+    repeat = results.get("repeat", 1)
     out = ["Vector ingest: ingest_vector (submit to the job's end, one local host) beside "
            "ogr2ogr -f PostgreSQL, same file, same PostGIS server"]
     m, pg = results.get("machine"), results.get("postgis") or {}
@@ -44,11 +59,17 @@ def render_vector(results: dict[str, Any]) -> str:
                      fmt(run.get("rows")), _s(run.get("seconds")),
                      fmt(run.get("rows_per_second")),
                      "-" if vs is None else f"{vs:.2f}x",
-                     fmt(run.get("peak_mb")), fmt(run.get("host_idle_mb")),
+                     fmt(max((r.get("peak_mb") or 0 for r in by_tag[run.get("tag", "")]),
+                             default=None)), fmt(run.get("host_idle_mb")),
+                     " / ".join(_s(r.get("seconds")) for r in by_tag[run.get("tag", "")]),
                      run.get("error") and "error" or run.get("status", "ok")])
     out.append(table(["run", "tool", "chunks x rows", "invocations x handlers", "rows",
                       "wall s", "rows/s",
-                      "speed vs ogr2ogr", "peak MB", "idle MB", "status"], rows))
+                      "speed vs ogr2ogr", "peak MB", "idle MB", "wall s, every run",
+                      "status"], rows))
+    if repeat > 1:
+        out.append(f"(each run {repeat} times, interleaved; the run of median wall time is "
+                   "shown, here and below; peak MB is the largest of the runs)")
     jobs = [r for r in runs if r["tool"] == "ingest_vector" and r.get("split")]
     if jobs:
         out.append("")

@@ -239,17 +239,42 @@ def ogr_run(geo: GeoServer, source: Path, layer: str, table: str, timeout: float
     return out
 
 
+def _ingest(out: dict, server: BenchServer, geo: GeoServer, connection_string: str,
+            pid: Optional[int], path: Path, kind: str, n: int, chunk: Optional[int],
+            handlers: Optional[int], concurrency: int, workdir: Path, timeout: float,
+            tag: str, attempt: int) -> None:
+    print(f"  ingest_vector {tag} ...", flush=True)
+    run = ingest_run(server, geo, connection_string, path.name, f"{kind}_job", chunk, pid,
+                     1 if handlers else concurrency, handlers, workdir / "runs", timeout,
+                     tag)
+    run.update(file=kind, features=n, attempt=attempt)
+    out["runs"].append(run)
+    print(f"    {run['status']}: {run['seconds']:.1f} s, {run['rows_per_second'] or 0:,.0f}"
+          f" rows/s, host peak {run['peak_mb']:.0f} MB", flush=True)
+
+
+def _ogr(out: dict, geo: GeoServer, path: Path, kind: str, n: int, timeout: float,
+         attempt: int) -> None:
+    print(f"  ogr2ogr {kind} ...", flush=True)
+    run = ogr_run(geo, path, kind, f"{kind}_ogr", timeout)
+    run.update(file=kind, features=n, tag=f"{kind}-ogr2ogr", attempt=attempt)
+    out["runs"].append(run)
+    print(f"    {run.get('error') or ''}{run.get('seconds', 0):.1f} s, "
+          f"{run.get('rows_per_second') or 0:,.0f} rows/s, peak "
+          f"{run.get('peak_mb') or 0:.0f} MB", flush=True)
+
+
 def vector_runs(server: BenchServer, *, points: int, polygons: int, small_chunk: int,
-                bounded_handlers: int, workdir: Path, timeout: float,
+                bounded_handlers: int, workdir: Path, timeout: float, repeat: int = 1,
                 concurrency: int = 8) -> dict[str, Any]:
-    """Every run above; `concurrency` is the host's LOCAL_TASK_CONCURRENCY (8, the local
-    host's default); the small-chunk run is repeated with one invocation of
-    `bounded_handlers` handlers (0: not)."""
+    """Every run above, `repeat` times (interleaved); `concurrency` is the host's
+    LOCAL_TASK_CONCURRENCY (8, the local host's default); the small-chunk run is repeated
+    with one invocation of `bounded_handlers` handlers (0: not)."""
     from infrastructure.local_postgis import LocalPostgisError, find_binaries
     from local_host.azurite import Azurite
 
     workdir.mkdir(parents=True, exist_ok=True)
-    out: dict[str, Any] = {"files": {}, "runs": []}
+    out: dict[str, Any] = {"files": {}, "runs": [], "repeat": repeat}
     try:
         find_binaries(None)
     except LocalPostgisError as exc:
@@ -287,26 +312,13 @@ def vector_runs(server: BenchServer, *, points: int, polygons: int, small_chunk:
                     if bounded_handlers:
                         runs.append((small_chunk, bounded_handlers,
                                      f"{kind}-chunk{small_chunk}-{bounded_handlers}handlers"))
-                for chunk, handlers, tag in runs:
-                    print(f"  ingest_vector {tag} ...", flush=True)
-                    run = ingest_run(server, geo, azurite.connection_string, path.name,
-                                     f"{kind}_job", chunk, pid,
-                                     1 if handlers else concurrency, handlers,
-                                     workdir / "runs", timeout, tag)
-                    run.update(file=kind, features=n)
-                    out["runs"].append(run)
-                    print(f"    {run['status']}: {run['seconds']:.1f} s, "
-                          f"{run['rows_per_second'] or 0:,.0f} rows/s, host peak "
-                          f"{run['peak_mb']:.0f} MB", flush=True)
-                    if chunk is None:
-                        print(f"  ogr2ogr {kind} ...", flush=True)
-                        ogr = ogr_run(geo, path, kind, f"{kind}_ogr", timeout)
-                        ogr.update(file=kind, features=n, tag=f"{kind}-ogr2ogr")
-                        out["runs"].append(ogr)
-                        print(f"    {ogr.get('error') or ''}"
-                              f"{ogr.get('seconds', 0):.1f} s, "
-                              f"{ogr.get('rows_per_second') or 0:,.0f} rows/s, peak "
-                              f"{ogr.get('peak_mb') or 0:.0f} MB", flush=True)
+                for attempt in range(repeat):  # interleaved, so drift hits every run
+                    for chunk, handlers, tag in runs:
+                        _ingest(out, server, geo, azurite.connection_string, pid, path,
+                                kind, n, chunk, handlers, concurrency, workdir, timeout,
+                                tag, attempt)
+                        if chunk is None:
+                            _ogr(out, geo, path, kind, n, timeout, attempt)
     finally:
         geo.close()
         shutil.rmtree(location, ignore_errors=True)
