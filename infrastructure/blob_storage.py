@@ -246,11 +246,18 @@ class BlobStorage:
             return _info(client.get_blob_properties())
 
     def upload_file(self, container: str, blob: str, path: str | Path,
-                    content_type: Optional[str] = None) -> BlobInfo:
+                    content_type: Optional[str] = None,
+                    metadata: Optional[dict[str, str]] = None) -> BlobInfo:
+        """Upload a file; a blob it replaces stays whole until the upload commits (its
+        block list), so no reader sees a part of the new one."""
         path = Path(path)
         with open(path, "rb") as source:
             return self.upload_from(container, blob, source, length=path.stat().st_size,
-                                    content_type=content_type)
+                                    content_type=content_type, metadata=metadata)
+
+    def url(self, container: str, blob: str) -> str:
+        """The blob's plain URL (no SAS token: never a link that expires)."""
+        return self.service.get_blob_client(container, blob).url
 
     def delete_blob(self, container: str, blob: str) -> bool:
         """Delete it if present; returns whether it was there."""

@@ -14,9 +14,11 @@ imported in one place only)."""
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Any, Callable, Optional, Sequence
 
+import psycopg
 from psycopg.types.json import Jsonb
 
 from .db import Database
@@ -49,6 +51,11 @@ def collection_document(collection_id: str, description: str,
                    "temporal": {"interval": [[None, None]]}},
         "links": [],
     }
+
+
+_PARTITION_RACE_TRIES = 5
+_PARTITION_RACES = (psycopg.errors.UndefinedTable, psycopg.errors.DuplicateTable,
+                    psycopg.errors.UniqueViolation, psycopg.errors.DeadlockDetected)
 
 
 class StacRepository:
@@ -84,6 +91,20 @@ class StacRepository:
         (previous, item) -> item, when given and the item existed, decides what is written
         (e.g. keep its `created`). Read and write are one transaction under a lock per
         item, so two writers of the same item cannot both report "inserted"."""
+        for attempt in range(_PARTITION_RACE_TRIES):
+            try:
+                return self._upsert(item, merge)
+            except _PARTITION_RACES:
+                # pgstac makes a collection's partition with its first item: writers of
+                # a new collection's first items at once race for it; the loser finds
+                # it made when it tries again.
+                if attempt == _PARTITION_RACE_TRIES - 1:
+                    raise
+                time.sleep(0.1 * (attempt + 1))
+        raise AssertionError("unreachable")
+
+    def _upsert(self, item: dict[str, Any], merge: Optional[Callable[..., Any]]
+                ) -> ItemWrite:
         collection, item_id = item["collection"], item["id"]
         with self._database().transaction() as conn:
             conn.execute("SELECT pg_advisory_xact_lock(%s, hashtext(%s))",
@@ -94,6 +115,18 @@ class StacRepository:
                 item = merge(previous, item)
             conn.execute("SELECT pgstac.upsert_item(%s)", (Jsonb(item),))
         return ItemWrite("inserted" if previous is None else "updated", item, previous)
+
+    def delete_item(self, collection_id: str, item_id: str) -> bool:
+        """Delete the item if it is there; whether it was."""
+        with self._database().transaction() as conn:
+            conn.execute("SELECT pg_advisory_xact_lock(%s, hashtext(%s))",
+                         (_ITEM_LOCK, f"{collection_id}/{item_id}"))
+            found = conn.execute("SELECT pgstac.get_item(%s, %s) AS i",
+                                 (item_id, collection_id)).fetchone()["i"]
+            if found is None:
+                return False
+            conn.execute("SELECT pgstac.delete_item(%s, %s)", (item_id, collection_id))
+        return True
 
     def get_item(self, collection_id: str, item_id: str) -> Optional[dict[str, Any]]:
         with self._database().connection() as conn:

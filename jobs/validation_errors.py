@@ -8,8 +8,9 @@ object allows); otherwise the first error in field order, like the older validat
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from datetime import datetime
-from typing import Any
+from typing import Any, Iterator
 
 from pydantic import BaseModel, ValidationError
 
@@ -105,3 +106,18 @@ def translate(model: type[BaseModel], exc: ValidationError) -> JobValidationErro
         return JobValidationError(f"Parameters are invalid: {error.get('msg')}", None)
     path = format_path(loc)
     return JobValidationError(f"Parameter '{path}' {_rule(error, model)}", path)
+
+
+@contextmanager
+def named_pattern_error(params: Any, rules: dict[str, str]) -> Iterator[None]:
+    """Within it, a pattern error of a parameter in rules is raised again with the rule
+    in words ("must be 3 to 63 characters: ...") instead of the regular expression."""
+    try:
+        yield
+    except JobValidationError as exc:
+        if exc.parameter in rules and "pattern" in str(exc):
+            value = params.get(exc.parameter) if isinstance(params, dict) else None
+            raise JobValidationError(
+                f"Parameter '{exc.parameter}' must be {rules[exc.parameter]}, got "
+                f"{value!r}", exc.parameter) from None
+        raise
