@@ -96,6 +96,9 @@ class Settings(BaseSettings):
     vector_max_file_mb: float = Field(default=4096.0, gt=0, alias="VECTOR_MAX_FILE_MB")
     vector_max_extracted_mb: float = Field(default=8192.0, gt=0,
                                            alias="VECTOR_MAX_EXTRACTED_MB")
+    # The raster jobs' limit: the largest input raster (downloaded to the temporary disk);
+    # a larger one fails at once, naming the setting.
+    raster_max_file_mb: float = Field(default=10240.0, gt=0, alias="RASTER_MAX_FILE_MB")
 
     # The geospatial database (infrastructure/geo_db.py): vector tables in the allowed
     # schemas, the STAC catalogue in schema pgstac. GEO_DATABASE_URL when set, else

@@ -9,6 +9,7 @@ from .list_container_contents import ListContainerContentsJob
 from .list_container_contents_diamond import ListContainerContentsDiamondJob
 from .stac_catalog_vectors import StacCatalogVectorsJob
 from .summarize_container import SummarizeContainerJob
+from .validate_raster_job import ValidateRasterJob
 
 ALL_JOBS = {
     "hello_world": HelloWorldJob,
@@ -16,6 +17,7 @@ ALL_JOBS = {
     "list_container_contents": ListContainerContentsJob,
     "list_container_contents_diamond": ListContainerContentsDiamondJob,
     "stac_catalog_vectors": StacCatalogVectorsJob,
+    "validate_raster_job": ValidateRasterJob,
     "ingest_vector": IngestVectorJob,
 }
 

@@ -12,6 +12,7 @@ from typing import Any
 
 from exceptions import JobValidationError
 from jobs.declarations import SubmitCheck
+from jobs.validation_errors import named_pattern_error
 
 # Azure's container names: 3-63 characters, lowercase letters, digits and single hyphens,
 # starting and ending with a letter or digit.
@@ -55,14 +56,9 @@ CONTAINER_RULE = ("3 to 63 characters: lowercase letters, digits and single hyph
 def validate_container_job(validate: Any, params: Any) -> dict[str, Any]:
     """validate: the schema's validation (JobBaseMixin's); a container name that breaks
     Azure's rule is named with the rule in words, not as a regular expression."""
-    try:
-        return normalize_container_parameters(validate(params))
-    except JobValidationError as exc:
-        if exc.parameter == "container_name" and "pattern" in str(exc):
-            raise JobValidationError(
-                f"Parameter 'container_name' must be {CONTAINER_RULE}, got "
-                f"{params.get('container_name')!r}", "container_name") from None
-        raise
+    with named_pattern_error(params, {"container_name": CONTAINER_RULE}):
+        validated = validate(params)
+    return normalize_container_parameters(validated)
 
 
 def normalize_container_parameters(params: dict[str, Any]) -> dict[str, Any]:

@@ -8,6 +8,7 @@ from typing import Any, Callable
 from config import get_settings
 from exceptions import JobValidationError
 from jobs.container_params import CONTAINER_NAME, CONTAINER_RULE
+from jobs.validation_errors import named_pattern_error
 
 FORMATS = ("csv", "geojson", "json", "gpkg", "kml", "kmz", "shp", "zip", "parquet")
 TABLE_NAME = r"[a-z][a-z0-9_]{0,62}"
@@ -128,15 +129,9 @@ def validate_ingest_parameters(validate: Callable[[Any], dict[str, Any]],
     """validate: the schema's validation; then the defaults from settings and the rules
     across parameters."""
     raw = _lowered(params)
-    try:
+    with named_pattern_error(raw, {"table_name": TABLE_RULE,
+                                   "container_name": CONTAINER_RULE}):
         out = validate(raw)
-    except JobValidationError as exc:
-        rules = {"table_name": TABLE_RULE, "container_name": CONTAINER_RULE}
-        if exc.parameter in rules and "pattern" in str(exc):
-            raise JobValidationError(
-                f"Parameter '{exc.parameter}' must be {rules[exc.parameter]}, got "
-                f"{raw.get(exc.parameter)!r}", exc.parameter) from None
-        raise
     settings = get_settings()
     out["container_name"] = out.get("container_name") or settings.bronze_vectors_container
     if out["schema"] not in settings.geo_schemas:

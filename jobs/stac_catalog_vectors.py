@@ -12,6 +12,7 @@ from exceptions import JobValidationError
 from jobs.base import JobBase
 from jobs.declarations import SubmitCheck
 from jobs.mixins import JobBaseMixin, SingleTaskJobMixin
+from jobs.validation_errors import named_pattern_error
 
 TABLE_NAME = r"[A-Za-z_][A-Za-z0-9_]{0,62}"
 TABLE_RULE = ("1 to 63 characters: letters, digits and underscores, not starting with a "
@@ -54,15 +55,8 @@ class StacCatalogVectorsJob(SingleTaskJobMixin, JobBaseMixin, JobBase):
 
     @classmethod
     def validate_job_parameters(cls, params: Any) -> dict[str, Any]:
-        try:
+        with named_pattern_error(params, RULES):
             validated = super().validate_job_parameters(params)
-        except JobValidationError as exc:
-            rule = RULES.get(exc.parameter or "")
-            if rule and "pattern" in str(exc):
-                raise JobValidationError(
-                    f"Parameter '{exc.parameter}' must be {rule}, got "
-                    f"{params.get(exc.parameter)!r}", exc.parameter) from None
-            raise
         allowed = get_settings().geo_schemas
         if validated["schema"] not in allowed:
             raise JobValidationError(

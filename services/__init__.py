@@ -10,6 +10,7 @@ from . import service_ingest_vector as ingest_vector
 from .service_list_container import aggregate_blobs, analyze_blob, list_container_blobs
 from .service_stac_catalog_vectors import stac_catalog_vectors
 from .service_summarize_container import summarize_container
+from .service_validate_raster import validate_raster_task
 
 ALL_HANDLERS: dict[str, Callable[..., dict[str, Any]]] = {
     "hello_world_greeting": handle_greeting,
@@ -19,6 +20,7 @@ ALL_HANDLERS: dict[str, Callable[..., dict[str, Any]]] = {
     "analyze_blob": analyze_blob,
     "aggregate_blobs": aggregate_blobs,
     "stac_catalog_vectors": stac_catalog_vectors,
+    "validate_raster": validate_raster_task,
     "ingest_vector_prepare": ingest_vector.prepare,
     "ingest_vector_load": ingest_vector.load_chunk,
     "ingest_vector_publish": ingest_vector.publish,
