@@ -44,14 +44,19 @@ def object_name(table: str, suffix: str) -> str:
     return f"{table[:63 - len(suffix) - 10]}_{digest}_{suffix}"
 
 
-def _columns(conn: psycopg.Connection, schema: str, table: str) -> dict[str, str]:
+def _columns(conn: psycopg.Connection, schema: str, table: str,
+             filled: bool = False) -> dict[str, str]:
+    """The table's columns and types, in order; filled=False leaves out the columns that
+    fill themselves (identity, serial or another default), which an append need not
+    supply."""
     rows = conn.execute(
-        "SELECT a.attname AS name, format_type(a.atttypid, a.atttypmod) AS type"
+        "SELECT a.attname AS name, format_type(a.atttypid, a.atttypmod) AS type,"
+        " (a.attidentity <> '' OR a.atthasdef OR a.attgenerated <> '') AS fills"
         " FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid"
         " JOIN pg_namespace n ON n.oid = c.relnamespace"
         " WHERE n.nspname = %s AND c.relname = %s AND a.attnum > 0"
         " AND NOT a.attisdropped ORDER BY a.attnum", (schema, table)).fetchall()
-    return {r["name"]: r["type"] for r in rows}
+    return {r["name"]: r["type"] for r in rows if filled or not r["fills"]}
 
 
 def _exists(conn: psycopg.Connection, schema: str, table: str) -> bool:
@@ -96,7 +101,7 @@ class VectorPublisher:
         with self._database().connection() as conn:
             if not _exists(conn, INGEST_SCHEMA, staging_name(job_id)):
                 raise StagingMissingError(job_id)
-            staged = _columns(conn, INGEST_SCHEMA, staging_name(job_id))
+            staged = _columns(conn, INGEST_SCHEMA, staging_name(job_id), filled=True)
         self._check_attributes(attributes, staged, f"{schema}.{table}")
         indexes = []
         if mode != "append":
@@ -212,6 +217,9 @@ class VectorPublisher:
         target = sql.Identifier(schema, table)
         conn.execute(sql.SQL("LOCK TABLE {} IN SHARE ROW EXCLUSIVE MODE").format(target))
         existing = _columns(conn, schema, table)
+        every = _columns(conn, schema, table, filled=True)
+        # a column that fills itself may be left out, but one the file has must match
+        existing.update({c: every[c] for c in staged if c in every and c != KEY})
         differences = append_differences(staged, existing)
         if differences:
             raise PublishError(

@@ -167,3 +167,19 @@ def test_bad_parameters_are_a_400_naming_them(host, blob_storage, bad, parameter
     code, answer = call(host, "POST", "/api/jobs/submit/ingest_vector", body)
     assert code == 400, answer
     assert answer["parameter"] == parameter, answer
+
+
+def test_append_to_a_table_made_elsewhere_with_its_own_key(host, blob_storage):
+    from infrastructure.geo_db import get_geo_database
+
+    with get_geo_database().connection() as conn:
+        conn.execute("CREATE TABLE geo.external (ogc_fid serial PRIMARY KEY, name text,"
+                     " value bigint, ratio double precision, geom geometry(Point, 4326))")
+        conn.execute("INSERT INTO geo.external (name, value, ratio, geom) VALUES"
+                     " ('old', 1, 0.5, 'SRID=4326;POINT(1 1)')")
+    vf.upload(blob_storage, "a.gpkg", vf.written(vf.points(3), ".gpkg"))
+    r = ingest(host, "a.gpkg", "external", if_exists="append")
+    assert (r["outcome"], r["rows_loaded"]) == ("appended", 3)
+    rows = query("SELECT ogc_fid, name FROM geo.external ORDER BY ogc_fid")
+    assert [(row["ogc_fid"], row["name"]) for row in rows] == [
+        (1, "old"), (2, "p0"), (3, "p1"), (4, "p2")]
