@@ -5,6 +5,8 @@ starts that many `python -m local_host serve` processes on a fresh database, sub
 --jobs hello_world jobs of --tasks-per-job tasks per stage at once over HTTP, and waits for
 them by polling the database. Then sequential submit latency, stage advance of jobs alone,
 and pgbench -N on the same server. Prints tables; writes .local/bench/results.json.
+The last part (--only-vector alone) loads a million points and 100,000 polygons with
+ingest_vector beside ogr2ogr (bench/vector_runs.py) and writes .local/bench/vector.json.
 """
 
 from __future__ import annotations
