@@ -49,6 +49,11 @@ class GeoServer:
         from infrastructure.local_postgis import LocalPostgis
 
         self.folder = folder
+        if folder.exists():  # a server a killed bench left running there goes first
+            try:
+                LocalPostgis(folder).stop_server("immediate")
+            except Exception as exc:  # noqa: BLE001 - the start below says what is wrong
+                print(f"  warning: could not stop the server left in {folder}: {exc}")
         shutil.rmtree(folder, ignore_errors=True)
         (folder.parent / f".{folder.name}.lock").unlink(missing_ok=True)
         self.server = LocalPostgis(folder, port=0)
