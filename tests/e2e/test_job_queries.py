@@ -119,6 +119,22 @@ def test_a_failed_jobs_timeline_ends_where_it_stopped(host):
     assert second["started_at"] is None and second["duration_seconds"] is None
 
 
+def test_a_new_attempt_has_its_own_timeline(host):
+    params = {"n": 1, "failure_rate": 1.0, "message": "again"}
+    first = wait_ended(host, submit(host, params))
+    assert first["status"] == "failed"
+    code, again = post(host, "/api/jobs/submit/hello_world", params)
+    assert code == 201 and again["attempt"] == 2
+    second = wait_ended(host, again["job_id"])
+    assert second["attempt"] == 2 and second["created_at"] == first["created_at"]
+    assert when(second["queued_at"]) >= when(first["finished_at"])
+    assert when(second["started_at"]) >= when(second["queued_at"])
+    assert when(second["finished_at"]) > when(first["finished_at"])
+    code, page = get(host, "/api/jobs", limit=1)
+    assert page["jobs"][0]["attempt"] == 2
+    assert page["jobs"][0]["queued_at"] == second["queued_at"]
+
+
 def test_a_queued_job_has_no_start_or_end_yet(database):
     # No host runs it: the job stays queued.
     from tests.http_calls import status, submit_json
