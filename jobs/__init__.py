@@ -5,6 +5,9 @@ from __future__ import annotations
 
 from .hello_world import HelloWorldJob
 from .ingest_vector import IngestVectorJob
+from .process_raster import ProcessRasterJob
+from .stac_catalog_container import StacCatalogContainerJob
+from .stac_catalog_raster import StacCatalogRasterJob
 from .list_container_contents import ListContainerContentsJob
 from .list_container_contents_diamond import ListContainerContentsDiamondJob
 from .stac_catalog_vectors import StacCatalogVectorsJob
@@ -19,6 +22,9 @@ ALL_JOBS = {
     "stac_catalog_vectors": StacCatalogVectorsJob,
     "validate_raster_job": ValidateRasterJob,
     "ingest_vector": IngestVectorJob,
+    "process_raster": ProcessRasterJob,
+    "stac_catalog_raster": StacCatalogRasterJob,
+    "stac_catalog_container": StacCatalogContainerJob,
 }
 
 

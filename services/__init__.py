@@ -7,6 +7,7 @@ from typing import Any, Callable
 
 from .service_hello_world import handle_greeting, handle_reply
 from . import service_ingest_vector as ingest_vector
+from . import service_raster as raster
 from .service_list_container import aggregate_blobs, analyze_blob, list_container_blobs
 from .service_stac_catalog_vectors import stac_catalog_vectors
 from .service_summarize_container import summarize_container
@@ -25,6 +26,11 @@ ALL_HANDLERS: dict[str, Callable[..., dict[str, Any]]] = {
     "ingest_vector_load": ingest_vector.load_chunk,
     "ingest_vector_publish": ingest_vector.publish,
     "ingest_vector_cleanup": ingest_vector.cleanup,
+    "process_raster_validate": raster.process_raster_validate,
+    "process_raster_cog": raster.process_raster_cog,
+    "process_raster_stac": raster.catalog_rasters,
+    "process_raster_cleanup": raster.process_raster_cleanup,
+    "stac_catalog_raster": raster.catalog_rasters,
 }
 
 
