@@ -4,7 +4,8 @@ for it (seed 002's "Vector ETL Jobs"; ../shared/design/geo-jobs.md).
     stage 1 prepare  one task reads the file in chunks, cleans the geometries, maps the
                      columns, writes each chunk to the temp container as GeoParquet and
                      creates the job's staging table
-    stage 2 load     one task per chunk COPYs it into the staging table, exactly once
+    stage 2 load     one task per chunk COPYs it into the staging table, exactly once (a
+                     file of one chunk is loaded by prepare itself: no task here)
     stage 3 publish  one task makes the table appear complete in one transaction (fail,
                      replace or append), indexes it, catalogues it and deletes the chunks
 
@@ -31,8 +32,10 @@ class IngestVectorJob(JobBaseMixin, JobBase):
     stages = [
         {"number": 1, "name": "prepare", "task_type": "ingest_vector_prepare",
          "parallelism": "single", "timeout_seconds": 540},
+        # two loads at once per host: COPYs into one table contend past that, and each
+        # holds its chunk in memory (docs/performance.md, "Vector ingest")
         {"number": 2, "name": "load", "task_type": "ingest_vector_load",
-         "parallelism": "fan_out", "timeout_seconds": 540},
+         "parallelism": "fan_out", "timeout_seconds": 540, "max_concurrency": 2},
         {"number": 3, "name": "publish", "task_type": "ingest_vector_publish",
          "parallelism": "single", "timeout_seconds": 540},
     ]
@@ -61,7 +64,7 @@ class IngestVectorJob(JobBaseMixin, JobBase):
             return [{"parameters": {"chunk": chunk["index"], "blob": chunk["blob"],
                                     "rows": chunk["rows"],
                                     "multi": prepared["promote_to_multi"]}}
-                    for chunk in prepared["chunks"]]
+                    for chunk in prepared["chunks"] if not chunk.get("loaded")]
         return [{"parameters": job_params}]
 
     @classmethod

@@ -5,53 +5,25 @@ chunks deleted) and the failed job's cleanup (staging table, claim and chunks re
 from __future__ import annotations
 
 import io
-import struct
 import time
-from typing import Any, Iterator
+from typing import Any
 
 import pyarrow as pa
-import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from config import get_settings
 from exceptions import PermanentError
 from infrastructure.blob_storage import get_blob_storage
 from infrastructure.vector_publish import VectorPublisher
-from infrastructure.vector_staging import GEOMETRY, KEY, VectorStaging
+from infrastructure.vector_staging import VectorStaging
 from services.service_stac_catalog_vectors import catalogue_table
-from services.vector_prepare import chunk_prefix, prepare
+from services.vector_chunks import chunk_prefix
+from services.vector_load import load_table
+from services.vector_prepare import prepare
 
 __all__ = ["prepare", "load_chunk", "publish", "cleanup"]
 
 COLLECTION_ID = "system-vectors"
-CSV_SLICE_ROWS = 50_000
-# A single type's WKB code and its multi type's (ISO 2D).
-_MULTI_OF = {1: 4, 2: 5, 3: 6}
-
-
-def _multi(wkb: bytes) -> bytes:
-    """A single Point, LineString or Polygon's WKB wrapped as a one-part multi geometry
-    (already multi: unchanged)."""
-    code = struct.unpack("<I" if wkb[0] == 1 else ">I", wkb[1:5])[0]
-    multi = _MULTI_OF.get(code)
-    return wkb if multi is None else struct.pack("<BII", 1, multi, 1) + wkb
-
-
-def _hex_geometries(column: pa.ChunkedArray, multi: bool) -> pa.Array:
-    values = column.to_pylist()
-    if multi:
-        return pa.array([_multi(v).hex() for v in values], pa.string())
-    return pa.array([v.hex() for v in values], pa.string())
-
-
-def _csv_blocks(table: pa.Table) -> Iterator[bytes]:
-    for start in range(0, table.num_rows, CSV_SLICE_ROWS):
-        sink = io.BytesIO()
-        pacsv.write_csv(table.slice(start, CSV_SLICE_ROWS), sink,
-                        pacsv.WriteOptions(include_header=False))
-        yield sink.getvalue()
-
-
 def load_chunk(params: dict[str, Any], context: dict[str, Any]) -> dict[str, Any]:
     job_id = context["job_id"]
     started = time.monotonic()
@@ -64,12 +36,7 @@ def load_chunk(params: dict[str, Any], context: dict[str, Any]) -> dict[str, Any
     if table.num_rows != params["rows"]:
         raise PermanentError(f"chunk {params['blob']} holds {table.num_rows} rows, "
                              f"{params['rows']} were written")
-    geometry = _hex_geometries(table.column(GEOMETRY), params.get("multi", False))
-    table = table.set_column(table.column_names.index(GEOMETRY), GEOMETRY, geometry)
-    columns = [c for c in table.column_names if c not in (KEY, GEOMETRY)]
-    table = table.select([KEY, *columns, GEOMETRY])
-    loaded = VectorStaging().copy_chunk(job_id, params["chunk"], columns, table.num_rows,
-                                        _csv_blocks(table))
+    loaded = load_table(job_id, params["chunk"], table, params.get("multi", False))
     finished = time.monotonic()
     return {"chunk": params["chunk"], "rows": table.num_rows, "loaded": loaded,
             "seconds": {"transfer": round(downloaded - started, 3),

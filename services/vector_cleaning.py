@@ -65,6 +65,7 @@ class GeometryCleaner:
         self.repaired = 0
         self.types: set[str] = set()
         self.bounds: Optional[np.ndarray] = None
+        self.changed = np.zeros(0, dtype=bool)
 
     def _drop(self, mask: np.ndarray, reason: str, keep: np.ndarray) -> None:
         mask = mask & keep
@@ -74,8 +75,12 @@ class GeometryCleaner:
             keep &= ~mask
 
     def clean(self, wkb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(keep mask, geometries) for a batch's WKB values; the kept ones are clean."""
+        """(keep mask, geometries) for a batch's WKB values; the kept ones are clean.
+        self.changed then marks the geometries whose WKB the cleaning changed (the others'
+        WKB may be kept as it was read)."""
         keep = np.ones(len(wkb), dtype=bool)
+        changed = np.zeros(len(wkb), dtype=bool)
+        self.changed = changed
         present = np.array([value is not None for value in wkb], dtype=bool)
         self._drop(~present, "null_geometry", keep)
         geoms = np.full(len(wkb), None, dtype=object)
@@ -86,7 +91,10 @@ class GeometryCleaner:
         with_z = keep & shapely.has_z(geoms)
         if with_z.any():
             geoms[with_z] = shapely.force_2d(geoms[with_z])
-        self._repair(geoms, keep)
+            changed |= with_z
+        self._repair(geoms, keep, changed)
+        if self.transformer is not None or self.simplify or self.quantize:
+            changed[:] = True
         if self.transformer is not None and keep.any():
             transform = self.transformer.transform
             geoms[keep] = shapely.transform(
@@ -104,7 +112,7 @@ class GeometryCleaner:
         self._collect(geoms[keep])
         return keep, geoms
 
-    def _repair(self, geoms: np.ndarray, keep: np.ndarray) -> None:
+    def _repair(self, geoms: np.ndarray, keep: np.ndarray, changed: np.ndarray) -> None:
         invalid = keep & ~shapely.is_valid(geoms)
         for i in np.flatnonzero(invalid):
             original = geoms[i]
@@ -115,6 +123,7 @@ class GeometryCleaner:
                 keep[i] = False
             else:
                 geoms[i] = fixed
+                changed[i] = True
                 self.repaired += 1
 
     def _collect(self, kept: np.ndarray) -> None:

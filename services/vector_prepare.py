@@ -5,7 +5,6 @@ same keys); then create the job's staging table. Memory holds one chunk, not the
 
 from __future__ import annotations
 
-import json
 import tempfile
 import time
 import zipfile
@@ -15,29 +14,21 @@ from typing import Any, Optional
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
+import pyarrow.compute as pc
 import shapely
 
 from config import get_settings
 from exceptions import PermanentError
 from infrastructure.blob_storage import get_blob_storage
-from infrastructure.vector_staging import GEOMETRY, KEY, VectorStaging
+from infrastructure.vector_staging import GEOMETRY, VectorStaging
 from services.vector_cleaning import GeometryCleaner
+from services.vector_chunks import ChunkWriter
 from services.vector_columns import Column, convert, plan_columns
+from services.vector_load import load_table
 from services.vector_reader import open_reader
 from services.vector_sources import VectorFileError, fetch, remove
 
-CHUNK_TARGET_BYTES = 50 * 1024 * 1024
 READ_BATCH = 65_536
-MIN_CHUNK, MAX_CHUNK = 100, 500_000
-
-
-def chunk_prefix(job_id: str) -> str:
-    return f"ingest_vector/{job_id}/"
-
-
-def chunk_blob(job_id: str, index: int) -> str:
-    return f"{chunk_prefix(job_id)}chunk-{index:05d}.parquet"
 
 
 def resolve_crs(info_crs: Optional[str], params: dict[str, Any], label: str,
@@ -70,55 +61,6 @@ def _same_crs(a: Any, b: Any) -> bool:
     return code_a is not None and code_a == code_b
 
 
-class ChunkWriter:
-    def __init__(self, job_id: str, container: str, folder: Path, chunk_rows: Optional[int]):
-        self.job_id = job_id
-        self.container = container
-        self.folder = folder
-        self.chunk_rows = chunk_rows
-        self.pending: list[pa.Table] = []
-        self.pending_rows = 0
-        self.next_id = 1
-        self.chunks: list[dict[str, Any]] = []
-        self.seconds = 0.0
-        self.geo_meta: dict[str, Any] = {}
-
-    def add(self, table: pa.Table) -> None:
-        if table.num_rows == 0:
-            return
-        if self.chunk_rows is None:
-            per_row = max(table.nbytes / table.num_rows, 1.0)
-            self.chunk_rows = int(min(MAX_CHUNK, max(MIN_CHUNK, CHUNK_TARGET_BYTES / per_row)))
-        self.pending.append(table)
-        self.pending_rows += table.num_rows
-        while self.pending_rows >= self.chunk_rows:
-            self._flush(self.chunk_rows)
-
-    def _flush(self, rows: int) -> None:
-        started = time.monotonic()
-        whole = pa.concat_tables(self.pending)
-        chunk, rest = whole.slice(0, rows), whole.slice(rows)
-        self.pending = [rest] if rest.num_rows else []
-        self.pending_rows = rest.num_rows
-        ids = pa.array(np.arange(self.next_id, self.next_id + chunk.num_rows), pa.int64())
-        chunk = chunk.add_column(0, KEY, ids)
-        chunk = chunk.replace_schema_metadata({b"geo": json.dumps(self.geo_meta).encode()})
-        index = len(self.chunks)
-        path = self.folder / f"chunk-{index:05d}.parquet"
-        pq.write_table(chunk, path, compression="zstd")
-        name = chunk_blob(self.job_id, index)
-        get_blob_storage().upload_file(self.container, name, path)
-        path.unlink()
-        self.chunks.append({"index": index, "blob": name, "rows": chunk.num_rows,
-                            "first_id": self.next_id})
-        self.next_id += chunk.num_rows
-        self.seconds += time.monotonic() - started
-
-    def finish(self) -> None:
-        if self.pending_rows:
-            self._flush(self.pending_rows)
-
-
 def _transformer(source: Any, target: Any) -> Any:
     from pyproj import Transformer
 
@@ -140,6 +82,7 @@ def prepare(params: dict[str, Any], context: dict[str, Any]) -> dict[str, Any]:
     blobs.create_container(temp)
     folder = Path(tempfile.mkdtemp(prefix="ingest-vector-"))
     timings = {"download": 0.0, "read": 0.0, "clean": 0.0, "write": 0.0}
+    writer: Optional[ChunkWriter] = None
     try:
         started = time.monotonic()
         info_blob = blobs.get_properties(params["container_name"], params["blob_name"])
@@ -155,11 +98,10 @@ def prepare(params: dict[str, Any], context: dict[str, Any]) -> dict[str, Any]:
             geometry = params.get("geometry_params") or {}
             cleaner = GeometryCleaner(_transformer(crs, target), geometry.get("simplify"),
                                       geometry.get("quantize"), source.label)
-            writer = ChunkWriter(job_id, temp, folder, params.get("chunk_size"))
-            writer.geo_meta = {"version": "1.1.0", "primary_column": GEOMETRY,
-                               "columns": {GEOMETRY: {"encoding": "WKB",
-                                                      "geometry_types": [],
-                                                      "crs": target.to_json_dict()}}}
+            writer = ChunkWriter(job_id, temp, folder, params.get("chunk_size"), {
+                "version": "1.1.0", "primary_column": GEOMETRY,
+                "columns": {GEOMETRY: {"encoding": "WKB", "geometry_types": [],
+                                       "crs": target.to_json_dict()}}})
             columns: Optional[list[Column]] = None
             attributes: list[str] = []
             renamed: dict[str, str] = {}
@@ -175,15 +117,15 @@ def prepare(params: dict[str, Any], context: dict[str, Any]) -> dict[str, Any]:
                                                     info.json_fields)
                     attributes = index_columns(params["indexes"]["attributes"], columns)
                 keep, geoms = cleaner.clean(batch.wkb)
-                kept = convert(batch.attributes.filter(pa.array(keep)), columns)
-                wkb = shapely.to_wkb(geoms[keep])
-                kept = kept.append_column(GEOMETRY, pa.array(list(wkb), pa.binary())) \
-                    if kept.num_columns else pa.table({GEOMETRY: pa.array(list(wkb),
-                                                                          pa.binary())})
+                mask = pa.array(keep)
+                kept = convert(batch.attributes.filter(mask), columns)
+                wkb = cleaned_wkb(batch, geoms, cleaner.changed).filter(mask)
+                kept = kept.append_column(GEOMETRY, wkb) if kept.num_columns \
+                    else pa.table({GEOMETRY: wkb})
                 timings["clean"] += time.monotonic() - clock
                 writer.add(kept)
                 clock = time.monotonic()
-            writer.finish()
+            single = writer.finish()
         except (VectorFileError, PermanentError):
             raise
         except Exception as exc:  # what GDAL, pyarrow or GEOS say of a broken file
@@ -193,7 +135,6 @@ def prepare(params: dict[str, Any], context: dict[str, Any]) -> dict[str, Any]:
                 f"{source.label} cannot be read as {params['file_extension']}: "
                 f"{type(exc).__name__}: {str(exc).strip()[:500]} (the file may be "
                 "corrupt or truncated)") from None
-        timings["write"] = writer.seconds
         geometry_type, promote = cleaner.layer_type()
         if rows_read == 0 or not writer.chunks:
             raise PermanentError(
@@ -208,6 +149,11 @@ def prepare(params: dict[str, Any], context: dict[str, Any]) -> dict[str, Any]:
                                    timezone.utc).isoformat().replace("+00:00", "Z"),
                                 "source": f"{params['container_name']}/{params['blob_name']}",
                                 "attribute_indexes": attributes})
+        if single is not None:  # the whole file is one chunk: loaded here, not uploaded
+            clock = time.monotonic()
+            load_table(job_id, 0, single, promote)
+            timings["load"] = time.monotonic() - clock
+        timings["write"] = writer.seconds
         return {
             "rows_read": rows_read,
             "rows_dropped": dict(cleaner.dropped),
@@ -228,7 +174,22 @@ def prepare(params: dict[str, Any], context: dict[str, Any]) -> dict[str, Any]:
             "seconds": {k: round(v, 3) for k, v in timings.items()},
         }
     finally:
+        if writer is not None:
+            writer.close()
         remove(folder)
+
+
+def cleaned_wkb(batch: Any, geoms: np.ndarray, changed: np.ndarray) -> pa.Array:
+    """The batch's WKB: as read where cleaning changed nothing (no round trip through
+    GEOS's writer), written anew where it did."""
+    changed = changed | batch.extended
+    if not changed.any():
+        return batch.column
+    fresh = np.full(len(geoms), None, dtype=object)
+    fresh[changed] = shapely.to_wkb(geoms[changed])
+    if changed.all():
+        return pa.array(fresh, pa.binary())
+    return pc.if_else(pa.array(changed), pa.array(fresh, pa.binary()), batch.column)
 
 
 def index_columns(asked: list[str], columns: list[Column]) -> list[str]:

@@ -28,6 +28,12 @@ WKB_COLUMN_NAMES = ("wkb_geometry", "geometry", "geom", "the_geom")
 class Batch:
     attributes: pa.Table
     wkb: np.ndarray  # object array of bytes or None
+    column: pa.Array  # the same WKB as Arrow binary
+
+    @property
+    def extended(self) -> np.ndarray:
+        """Which values are EWKB (an SRID or Z/M flag in the type): never kept as read."""
+        return (_wkb_codes(self.column) & 0xE0000000) != 0
 
 
 @dataclass
@@ -64,6 +70,14 @@ def _wkb_codes(column: pa.Array) -> np.ndarray:
 def has_curves(column: pa.Array) -> bool:
     codes = _wkb_codes(column) & 0x0FFFFFFF  # EWKB flags off
     return bool(np.isin(codes % 1000, list(NON_LINEAR)).any())
+
+
+def _binary(column: Any) -> pa.Array:
+    if isinstance(column, pa.ChunkedArray):
+        column = column.combine_chunks()
+    if isinstance(column, pa.ExtensionArray):
+        column = column.storage
+    return column if column.type == pa.binary() else column.cast(pa.binary())
 
 
 def _as_objects(column: Any) -> np.ndarray:
@@ -119,12 +133,14 @@ class OgrReader:
                 if geo_name is None:
                     raise VectorFileError(f"{self.source.label} has no geometry column")
                 column = table.column(geo_name)
-                if has_curves(column.combine_chunks()):
+                column = _binary(column)
+                if has_curves(column):
                     wkb = self._linearized(layer, offset, table.num_rows)
+                    column = pa.array(list(wkb), pa.binary())
                 else:
                     wkb = _as_objects(column)
                 offset += table.num_rows
-                yield Batch(table.drop_columns([geo_name]), wkb)
+                yield Batch(table.drop_columns([geo_name]), wkb, column)
 
     def _linearized(self, layer: Optional[str], offset: int, count: int) -> np.ndarray:
         """The batch's geometries read again by GDAL's feature reader, which linearizes
@@ -178,8 +194,8 @@ class ParquetReader:
                 raise VectorFileError(
                     f"{self.source.label} has no column {self.column} (its GeoParquet "
                     "primary_column)")
-            wkb = _as_objects(table.column(self.column))
-            yield Batch(table.drop_columns([self.column]), wkb)
+            column = _binary(table.column(self.column))
+            yield Batch(table.drop_columns([self.column]), _as_objects(column), column)
 
 
 def _layers(source: SourceFile) -> list[tuple[str, Optional[str]]]:

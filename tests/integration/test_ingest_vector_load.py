@@ -63,18 +63,20 @@ def test_a_chunk_delivered_twice_at_once_loads_once(prepared):
 
 def test_a_load_crashing_halfway_is_retried_and_loads_once(prepared, monkeypatch):
     job_id, _, _, loads = prepared
-    real = ingest._csv_blocks
+    from services import vector_load
+
+    real = vector_load.csv_blocks
 
     def crashing(table):
         blocks = real(table.slice(0, 50))  # half the rows reach COPY, then the crash
         yield from blocks
         raise ConnectionResetError("worker killed halfway through the COPY")
 
-    monkeypatch.setattr(ingest, "_csv_blocks", crashing)
+    monkeypatch.setattr(vector_load, "csv_blocks", crashing)
     with pytest.raises(ConnectionResetError):
         ingest.load_chunk(loads[2], {"job_id": job_id})
     assert count(job_id) == 0  # the COPY's transaction rolled back with its ledger row
-    monkeypatch.setattr(ingest, "_csv_blocks", real)
+    monkeypatch.setattr(vector_load, "csv_blocks", real)
     assert ingest.load_chunk(loads[2], {"job_id": job_id})["loaded"] is True
     assert count(job_id) == 100
 

@@ -11,7 +11,7 @@ import pytest
 import shapely
 from shapely.geometry import LineString, MultiPolygon, Point, Polygon, box
 
-from services.service_ingest_vector import _multi
+from services.vector_load import hex_wkb, multi_wkb as _multi
 from services.vector_cleaning import GeometryCleaner
 from services.vector_columns import convert, launder, plan_columns
 from services.vector_reader import has_curves
@@ -101,3 +101,15 @@ def test_points_and_polygons_cannot_share_a_column():
     cleaner.clean(np.array([shapely.to_wkb(Point(0, 0))], dtype=object))
     with pytest.raises(VectorFileError, match="cannot share one column: Point, Polygon"):
         cleaner.clean(np.array([shapely.to_wkb(box(0, 0, 1, 1))], dtype=object))
+
+
+def test_hex_encoding_matches_python_for_slices_and_nulls():
+    values = [b"\x01\x02\xff", None, b"", b"\x00\xab" * 5, b"z"]
+    column = pa.array(values, pa.binary())
+    for array in (column, column.slice(1), column.slice(2, 2)):
+        expected = [None if v is None else v.hex() for v in array.to_pylist()]
+        assert hex_wkb(array).to_pylist() == expected
+    assert hex_wkb(pa.array(values, pa.large_binary())).to_pylist() == \
+        [None if v is None else v.hex() for v in values]
+    assert hex_wkb(pa.array([shapely.to_wkb(box(0, 0, 1, 1))]), multi=True).to_pylist() == \
+        [_multi(shapely.to_wkb(box(0, 0, 1, 1))).hex()]
