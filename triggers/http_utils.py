@@ -36,16 +36,16 @@ def json_response(status: int, payload: dict[str, Any]) -> func.HttpResponse:
 
 
 def document(status: int, model: Any, payload: dict[str, Any]) -> func.HttpResponse:
-    """A response document through its model (core/api_models.py): checked against what
-    GET /api/openapi.json promises, the fields the payload left out still left out. A
-    payload the model refuses is a bug: logged with its traceback, and sent as it is
-    (never a 500, and the work the request did is not hidden)."""
+    """A response document checked against its model (core/api_models.py), which is what
+    GET /api/openapi.json promises, and sent as it is (validating alone costs half of
+    validating and dumping again: 4 ms for a page of 500 jobs). A payload the model
+    refuses is a bug: logged with its traceback, and still sent (never a 500, and the
+    work the request did is not hidden)."""
     try:
-        checked = model.model_validate(payload)
+        model.model_validate(payload)
     except ValidationError:
         logger.exception("response does not match %s", model.__name__)
-        return json_response(status, payload)
-    return json_response(status, checked.model_dump(mode="json", exclude_unset=True))
+    return json_response(status, payload)
 
 
 def error_response(status: int, error: str, **details: Any) -> func.HttpResponse:

@@ -95,7 +95,7 @@ def test_schemathesis_finds_nothing(database, blob_storage, monkeypatch, tmp_pat
             "run", f"{running.url}/api/openapi.json", "--checks", CHECKS,
             "--max-examples", os.environ.get("SCHEMATHESIS_EXAMPLES", "25"),
             "--seed", os.environ.get("SCHEMATHESIS_SEED", "16"),
-            "--generation-database", "none", "--workers", "2", "--request-timeout", "30",
+            "--generation-database", "none", "--workers", "1", "--request-timeout", "30",
             "--no-color", "--report", "junit", "--report-dir", str(tmp_path),
         ]
         out = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True,
