@@ -100,6 +100,7 @@ class ProcessRasterJob(JobBaseMixin, JobBase):
             tiers = validation["tiers"]
             return [{"parameters": {**job_params, "tier": tier,
                                     "categorical": validation.get("categorical", False),
+                                    "alpha_band": validation.get("alpha_band"),
                                     "item": job_params["item_id"] if len(tiers) == 1
                                     else f"{job_params['item_id']}-{tier}"}}
                     for tier in tiers]

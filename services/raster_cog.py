@@ -94,7 +94,7 @@ def make_cog(source: Path, output: Path, tier: str, params: dict[str, Any]) -> d
                 with rasterio.open(source, "r+") as editable:
                     editable.crs = CRS.from_user_input(params["source_crs"])
         with rasterio.open(source) as src:
-            alpha = _alpha_band(src)
+            alpha = params["alpha_band"] if "alpha_band" in params else _alpha_band(src)
             dtype = src.dtypes[0]
             if not tier_fits(tier, src.count, dtype, alpha is not None):
                 raise CogError(

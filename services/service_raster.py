@@ -21,14 +21,6 @@ from services.raster_stac import item_for_blob, provenance, raster_item, upsert_
 JOB_METADATA_KEY = "geojobs_job_id"
 
 
-def _has_alpha(path: Path) -> bool:
-    import rasterio
-    from rasterio.enums import ColorInterp
-
-    with rasterio.open(path) as dataset:
-        return ColorInterp.alpha in dataset.colorinterp
-
-
 def _findings_text(findings: list[dict[str, Any]]) -> str:
     return "; ".join(f"{f['severity']}: {f['message']}" for f in findings)
 
@@ -50,7 +42,9 @@ def process_raster_validate(params: dict[str, Any], context: dict[str, Any]
                 f"{label} is not valid{' (strict_mode: warnings count)' if params.get('strict_mode') else ''}"
                 f", so no COG was made: {_findings_text(counted)}")
         meta = report["metadata"]
-        alpha = _has_alpha(path)
+        detected = (report.get("raster_type") or {}).get("detected")
+        # band 4 of 4 is alpha when the data says so (GDAL labels any 4-band uint8 so)
+        alpha = meta["bands"] == 4 and detected == "rgba"
         if params["output_tier"] == "all":
             tiers = fitting_tiers(meta["bands"], meta["dtype"], alpha)
         elif tier_fits(params["output_tier"], meta["bands"], meta["dtype"], alpha):
@@ -62,8 +56,8 @@ def process_raster_validate(params: dict[str, Any], context: dict[str, Any]
                 "3-band 8-bit data; choose analysis, archive or all")
     finally:
         remove(folder)
-    detected = (report.get("raster_type") or {}).get("detected")
-    return {"summary": report, "tiers": tiers, "categorical": detected == "categorical"}
+    return {"summary": report, "tiers": tiers, "categorical": detected == "categorical",
+            "alpha_band": 4 if alpha else None}
 
 
 def cog_blob(params: dict[str, Any], tier: str) -> str:

@@ -205,3 +205,32 @@ def test_bad_rasters_fail_at_once_and_write_nothing(host, blob_storage, monkeypa
     job = run(host, "process_raster", {"blob_name": "big.tif"}, timeout=120)
     assert job["status"] == "failed" and "RASTER_MAX_FILE_MB" in job["error_details"]
     assert list(blob_storage.list_blobs(get_settings().silver_cogs_container)) == []
+
+
+def test_rgba_photo_gets_a_jpeg_with_its_alpha_as_mask(host, blob_storage):
+    from tests.e2e import raster_files as rf
+
+    bronze = get_settings().bronze_rasters_container
+    upload(blob_storage, bronze, "rgba.tif",
+           rf.geotiff(rf.photo_with_alpha(), colorinterp=["red", "green", "blue", "alpha"]))
+    job = run(host, "process_raster", {"blob_name": "rgba.tif", "output_tier": "all"},
+              timeout=180)
+    assert job["status"] == "completed", job["error_details"]
+    tiers = sorted(c["tier"] for c in job["result_data"]["cogs"])
+    assert tiers == ["analysis", "archive", "visualization"]
+    data = cog_bytes(blob_storage, "rgba/rgba_cog_visualization.tif")
+    facts = assert_valid_cog(data)
+    assert facts["count"] == 3 and facts["compression"] == "JPEG"
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "v.tif"
+        path.write_bytes(data)
+        with rasterio.open(path) as cog:
+            mask = cog.dataset_mask()
+    assert mask[0, 0] == 0 and mask[-1, -1] == 255  # the collar is masked out
+    # a 4-band uint8 that is not RGBA (its 4th band is data) gets no JPEG
+    upload(blob_storage, bronze, "nir8.tif", rf.geotiff(rf.red_green_blue_nir(
+        dtype="uint8"), descriptions=["red", "green", "blue", "nir"]))
+    job = run(host, "process_raster", {"blob_name": "nir8.tif", "output_tier": "all"},
+              timeout=180)
+    assert job["status"] == "completed", job["error_details"]
+    assert sorted(c["tier"] for c in job["result_data"]["cogs"]) == ["analysis", "archive"]
