@@ -74,7 +74,8 @@ def render_vector(results: dict[str, Any]) -> str:
     if jobs:
         out.append("")
         out.append("ingest_vector's time, seconds summed over its tasks (load tasks run "
-                   "at once, so their sums can exceed the load stage's wall time):")
+                   "at once, so their sums can exceed the load stage's wall time; a file of "
+                   "one chunk is loaded by prepare, with no load stage):")
         rows = []
         for run in jobs:
             p, w = run["split"]["parts"], run["split"]["stage_walls"]

@@ -146,15 +146,18 @@ def split(tasks: list[dict], wall: float) -> dict[str, Any]:
             if starts and ends else None
     parts = {"download": total(1, "download"), "read": total(1, "read"),
              "clean": total(1, "clean"), "chunk_write": total(1, "write"),
-             "chunk_download": total(2, "transfer"), "load": total(2, "load"),
+             "chunk_download": total(2, "transfer"),
+             # a file of one chunk is loaded by prepare itself (no load task)
+             "load": round(total(2, "load") + total(1, "load"), 3),
              "index": total(3, "publish"), "catalogue": total(3, "catalogue")}
     parts["transfer"] = round(parts["chunk_write"] + parts["chunk_download"], 3)
     prepare_other = (walls["prepare"] or 0) - sum(
-        parts[k] for k in ("download", "read", "clean", "chunk_write"))
+        parts[k] for k in ("download", "read", "clean", "chunk_write")) - total(1, "load")
     return {"parts": parts, "stage_walls": walls, "stage_windows": windows,
             "prepare_other": round(prepare_other, 3),
             "between_stages": round(wall - sum(v or 0 for v in walls.values()), 3),
             "load_tasks": len(by_stage.get(2, [])),
+            "task_seconds": [{"stage": st, **s} for s, st in zip(seconds, stage_of)],
             "load_task_seconds": [round(s.get("transfer", 0) + s.get("load", 0), 3)
                                   for s, st in zip(seconds, stage_of) if st == 2]}
 
