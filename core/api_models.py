@@ -1,8 +1,8 @@
 """The HTTP API's response documents as pydantic v2 models: the routes check what they
 answer against them (triggers/http_utils.py `document`), and GET /api/openapi.json is
-generated from them (core/openapi.py). Timestamps stay the strings the engine writes (ISO 8601 in UTC,
-`+00:00`), described as JSON Schema's date-time; fields a document may leave out have a
-default (they are left out when the route leaves them out)."""
+generated from them (core/openapi.py). Timestamps stay the strings the engine writes
+(ISO 8601 in UTC, `+00:00`), described as JSON Schema's date-time; fields a document may
+leave out have a default."""
 
 from __future__ import annotations
 

@@ -1,7 +1,8 @@
 """The job API's read side: GET /api/jobs (find jobs by filter, newest first, paged),
 GET /api/jobs/summary (counts by status and job type), GET /api/jobs/{job_id}/tasks (a
-job's tasks, paged) and GET /api/openapi.json (the OpenAPI 3.1 document of every route). Bad query parameters are a 400 naming the parameter and what is
-allowed; an unreachable database is a 503; nothing answers 500."""
+job's tasks, paged) and GET /api/openapi.json (the OpenAPI 3.1 document of every route).
+Bad query parameters are a 400 naming the parameter and what is allowed; an unreachable
+database is a 503; nothing answers 500."""
 
 from __future__ import annotations
 
