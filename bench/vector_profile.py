@@ -6,9 +6,10 @@ measured in a fresh process per chunk, from VmRSS and VmHWM):
     python -m bench.vector_profile FILE --chunk-size 100000
 
 prepare: read (pyogrio's Arrow batches), clean (GeometryCleaner: WKB -> GEOS, checks,
-repairs), convert (the attribute columns), to_wkb (GEOS -> WKB, as an Arrow column),
-parquet write (the chunk, zstd); load, per chunk: parquet read, hex (the geometries as
-hex WKB for COPY's CSV), csv (pyarrow's CSV writer). The functions are the job's own
+repairs), convert (the attribute columns), to_wkb (the WKB column: as read where the
+cleaning changed nothing, else GEOS -> WKB), parquet write (the chunk, zstd); load, per
+chunk: parquet read, hex (the geometries as hex WKB for COPY's CSV), csv (pyarrow's CSV
+writer). The functions are the job's own
 (services/), so this follows the code as it changes; it is not the job's code path for
 storage or COPY."""
 
@@ -36,10 +37,9 @@ def prepare_steps(path: Path, chunk_rows: int, folder: Path) -> dict[str, Any]:
     import numpy as np  # noqa: F401  (imported before the clock, as the job has)
     import pyarrow as pa
     import pyarrow.parquet as pq
-    import shapely
-
     from services.vector_cleaning import GeometryCleaner
     from services.vector_columns import convert, plan_columns
+    from services.vector_prepare import cleaned_wkb
     from services.vector_reader import open_reader
     from services.vector_sources import SourceFile
 
@@ -72,7 +72,7 @@ def prepare_steps(path: Path, chunk_rows: int, folder: Path) -> dict[str, Any]:
         kept = convert(batch.attributes.filter(pa.array(keep)), columns)
         seconds["convert"] += time.perf_counter() - step
         step = time.perf_counter()
-        wkb = pa.array(list(shapely.to_wkb(geoms[keep])), pa.binary())
+        wkb = cleaned_wkb(batch, geoms, cleaner.changed).filter(pa.array(keep))
         kept = kept.append_column("geom", wkb)
         seconds["to_wkb"] += time.perf_counter() - step
         pending.append(kept)
@@ -94,13 +94,13 @@ def load_steps(chunk: str) -> dict[str, Any]:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from services.service_ingest_vector import _csv_blocks, _hex_geometries
+    from services.vector_load import csv_blocks, hex_wkb
 
     # warm up (pyarrow's lazy modules and thread pool): a host has paid for these already
     warm = io.BytesIO()
     pq.write_table(pa.Table.from_batches(
         [next(pq.ParquetFile(chunk).iter_batches(batch_size=10))]), warm)
-    _hex_geometries(pq.read_table(pa.BufferReader(warm.getvalue())).column("geom"), False)
+    hex_wkb(pq.read_table(pa.BufferReader(warm.getvalue())).column("geom"))
     memory = {"imports": _mb("VmHWM")}
     seconds = {}
     started = time.perf_counter()
@@ -110,13 +110,13 @@ def load_steps(chunk: str) -> dict[str, Any]:
     seconds["parquet_read"] = time.perf_counter() - started
     memory["parquet_read"] = _mb("VmHWM")
     started = time.perf_counter()
-    geometry = _hex_geometries(table.column("geom"), False)
+    geometry = hex_wkb(table.column("geom"))
     table = table.set_column(table.column_names.index("geom"), "geom", geometry)
     del geometry
     seconds["hex"] = time.perf_counter() - started
     memory["hex"] = _mb("VmHWM")
     started = time.perf_counter()
-    size = sum(len(block) for block in _csv_blocks(table))
+    size = sum(len(block) for block in csv_blocks(table))
     seconds["csv"] = time.perf_counter() - started
     memory["csv"] = _mb("VmHWM")
     return {"rows": table.num_rows, "parquet_mb": round(Path(chunk).stat().st_size / 1e6, 1),
