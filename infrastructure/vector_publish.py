@@ -97,7 +97,6 @@ class VectorPublisher:
                                (job_id,)).fetchone()
         if run is not None and run["state"] == "published":
             return run["facts"]["published"]
-        staging = staging_ident(job_id)
         with self._database().connection() as conn:
             if not _exists(conn, INGEST_SCHEMA, staging_name(job_id)):
                 raise StagingMissingError(job_id)
@@ -123,8 +122,9 @@ class VectorPublisher:
                         f"table {schema}.{table} exists now (it did not when the job was "
                         "submitted); nothing was changed: submit with if_exists replace "
                         "or append, or another table_name")
-                rows = conn.execute(sql.SQL("SELECT count(*) AS n FROM {}").format(
-                    staging)).fetchone()["n"]
+                rows = conn.execute(  # the ledger knows: no scan of the table
+                    "SELECT coalesce(sum(rows), 0) AS n FROM geo_ingest.loaded_chunks"
+                    " WHERE job_id = %s", (job_id,)).fetchone()["n"]
                 if exists:
                     self._drop_old(conn, schema, table)
                 self._move(conn, job_id, schema, table)
@@ -138,8 +138,9 @@ class VectorPublisher:
                 " facts = facts || jsonb_build_object('published', %s::jsonb)"
                 " WHERE job_id = %s", (Jsonb(result), job_id))
             conn.execute("DELETE FROM geo_ingest.loaded_chunks WHERE job_id = %s", (job_id,))
-        with self._database().connection() as conn:
-            conn.execute(sql.SQL("ANALYZE {}").format(sql.Identifier(schema, table)))
+        if outcome == "appended":  # a moved table keeps the staging table's statistics
+            with self._database().connection() as conn:
+                conn.execute(sql.SQL("ANALYZE {}").format(sql.Identifier(schema, table)))
         return result
 
     @staticmethod

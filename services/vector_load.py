@@ -1,5 +1,5 @@
 """ingest_vector's COPY of one chunk (an Arrow table: id, the columns, geom as WKB) into
-the job's staging table: the geometries as hex WKB (vectorized over Arrow's buffers, no
+the job's staging table: the geometries as hex WKB (the data buffer hex-encoded at once, no
 Python object per row; a layer of single and multi types gets its singles wrapped as
 one-part multis), the rows as CSV blocks, written with the chunk's ledger row in one
 transaction (infrastructure/vector_staging.py), so the chunk loads exactly once."""
@@ -17,7 +17,6 @@ import pyarrow.csv as pacsv
 from infrastructure.vector_staging import GEOMETRY, KEY, VectorStaging
 
 CSV_SLICE_ROWS = 50_000
-_HEX_DIGITS = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
 # A single type's WKB code and its multi type's (ISO 2D).
 _MULTI_OF = {1: 4, 2: 5, 3: 6}
 
@@ -45,9 +44,7 @@ def hex_wkb(column: pa.Array, multi: bool = False) -> pa.Array:
     data_buffer = column.buffers()[2]
     data = np.frombuffer(data_buffer, dtype=np.uint8)[offsets[0]:offsets[-1]] \
         if data_buffer is not None else np.zeros(0, np.uint8)
-    out = np.empty(len(data) * 2, dtype=np.uint8)
-    out[0::2] = _HEX_DIGITS[data >> 4]
-    out[1::2] = _HEX_DIGITS[data & 0x0F]
+    out = memoryview(data).hex().encode("ascii")  # C speed, one string for the chunk
     new_offsets = ((offsets - offsets[0]).astype(np.int64) * 2)
     if new_offsets[-1] > np.iinfo(np.int32).max:
         return pa.array([None if v is None else v.hex() for v in column.to_pylist()],
