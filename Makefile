@@ -9,17 +9,21 @@ AZURITE := .local/node/node_modules/azurite/package.json
 
 .PHONY: demo test soak serve migrate bench bench-storage bench-listing bench-vector upload azurite postgis clean
 
-$(STAMP): requirements.txt requirements-dev.txt constraints.txt
+# Then the geojobs command line (pyproject.toml; its typer and rich come with
+# requirements-dev.txt), editable: .venv/bin/geojobs runs cli/ as it is in the work tree.
+$(STAMP): requirements.txt requirements-dev.txt constraints.txt pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "Python 3.11 is needed (set PYTHON=/path/to/python3.11)"; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -c constraints.txt -r requirements-dev.txt
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps -e .
 	@touch $(STAMP)
 
 $(AZURITE): $(STAMP) local_host/node/package.json local_host/node/package-lock.json
 	$(PY) -m local_host.azurite install
 	@touch $(AZURITE)
 
-## make demo: start the local host, run hello_world n=5 with live progress, print the result
+## make demo: start the local host, then the geojobs CLI submits hello_world n=5 and watches
+## it (live progress), printing the result
 demo: $(STAMP) $(AZURITE)
 	$(PY) -m local_host demo
 

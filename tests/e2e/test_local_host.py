@@ -302,5 +302,9 @@ def test_demo_command_runs_to_completion(database_url, tmp_path):
         capture_output=True, text=True, timeout=90,
     )
     assert result.returncode == 0, result.stdout + result.stderr
+    # the geojobs command line submits and watches it
+    assert "$ geojobs submit hello_world --param n=5" in result.stdout
+    assert "submitted hello_world: job " in result.stdout
+    assert "stage 2 reply: 5/5 done" in result.stdout
     assert "completed" in result.stdout
     assert '"greetings"' in result.stdout
