@@ -218,7 +218,9 @@ def test_concurrent_first_use_migrates_once(postgis):
         assert applied[0] == []
         assert applied[1] == ["created extension postgis", "created extension btree_gist",
                               "created extension unaccent", "created schema geo",
-                              "created schema geo_extra", "installed pgstac 0.10.0"]
+                              "created schema geo_extra",
+                              "created schema geo_ingest (ingest_vector's runs and staging "
+                              "tables)", "installed pgstac 0.10.0"]
         with psycopg.connect(url) as conn:
             assert conn.execute("SELECT count(*) FROM pgstac.migrations").fetchone()[0] == 1
     finally:
@@ -337,7 +339,9 @@ def test_submit_of_a_job_requiring_postgis_is_503_when_unavailable(
     geo = details["geospatial"]
     assert geo["available"] is False and geo["database"] == "GEO_DATABASE_URL"
     assert "cannot reach" in geo["reason"] and geo["hint"] == "check GEO_DATABASE_URL"
-    assert geo["jobs"] == [needs_postgis_job, "stac_catalog_vectors"]
+    assert geo["jobs"] == sorted([needs_postgis_job, "ingest_vector", "process_raster",
+                                  "stac_catalog_container", "stac_catalog_raster",
+                                  "stac_catalog_vectors"])
 
 
 def test_submit_of_a_job_requiring_postgis_runs_when_available(
