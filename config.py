@@ -178,6 +178,17 @@ class Settings(BaseSettings):
     # transaction of its own (the whole list is stored first): a stage of 100,000 tasks
     # never holds one transaction's locks for long.
     stage_chunk_size: int = Field(default=2000, ge=1, alias="STAGE_CHUNK_SIZE")
+    # Retention: the sweeper purges jobs that ended this many days ago (their records
+    # only, never their outputs), RETENTION_BATCH_SIZE per status per sweep. 0: kept for
+    # ever.
+    retention_completed_days: float = Field(default=30.0, ge=0,
+                                            alias="RETENTION_COMPLETED_DAYS")
+    retention_completed_with_errors_days: float = Field(
+        default=90.0, ge=0, alias="RETENTION_COMPLETED_WITH_ERRORS_DAYS")
+    retention_failed_days: float = Field(default=90.0, ge=0, alias="RETENTION_FAILED_DAYS")
+    retention_cancelled_days: float = Field(default=90.0, ge=0,
+                                            alias="RETENTION_CANCELLED_DAYS")
+    retention_batch_size: int = Field(default=200, ge=1, alias="RETENTION_BATCH_SIZE")
 
     # Diagnostics: when set, each process counts its SQL statements and transactions
     # (embedded queue vs engine) and writes them as JSON to <SQL_STATS_FILE>.<pid>.json at

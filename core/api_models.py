@@ -10,7 +10,8 @@ from typing import Annotated, Any, Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field
 
-JobStatusName = Literal["queued", "processing", "completed", "failed", "completed_with_errors"]
+JobStatusName = Literal["queued", "processing", "completed", "failed", "completed_with_errors",
+                        "cancelled"]
 TaskStatusName = Literal["queued", "processing", "completed", "failed", "cancelled"]
 Timestamp = Annotated[str, Field(json_schema_extra={"format": "date-time"})]
 Seconds = Annotated[Optional[float], Field(description="seconds; null until it ended")]
@@ -60,10 +61,15 @@ class StageCounts(Document):
 
 
 class StageStatus(StageCounts):
-    state: Literal["pending", "running", "done", "failed", "not run"]
+    state: Literal["pending", "running", "done", "failed", "cancelled", "not run"]
     started_at: Optional[Timestamp]
     finished_at: Optional[Timestamp]
     duration_seconds: Seconds
+
+
+class Cancellation(Document):
+    cancelled_at: Timestamp
+    reason: Optional[str]
 
 
 class JobStatusDocument(Document):
@@ -88,6 +94,8 @@ class JobStatusDocument(Document):
     cleanup: Optional[dict[str, Any]] = Field(
         default=None, description="a failed job's cleanup task: status, retries, "
                                   "finished_at, result or error")
+    cancellation: Optional[Cancellation] = Field(
+        default=None, description="a cancelled job: when and why")
 
 
 class JobRow(Document):
@@ -139,6 +147,30 @@ class TaskPage(Document):
     job_id: str
     tasks: list[TaskRow]
     continuation_token: Optional[str]
+
+
+class RerunResponse(Document):
+    job_id: str
+    job_type: str
+    status: JobStatusName
+    attempt: int
+    from_stage: int = Field(description="the first stage that runs again")
+    kept_stages: list[int] = Field(description="the stages kept with their results")
+    tasks_queued: int = Field(description="tasks of from_stage queued again (0: the stage "
+                                          "is built again)")
+    reason: str = Field(description="why it runs from this stage")
+    status_url: str
+
+
+class BulkResponse(Document):
+    matched: int = Field(description="jobs the filters match")
+    acted_on: int = Field(description="jobs cancelled, rerun or purged (0 with dry_run)")
+    dry_run: bool
+
+
+class PurgeResponse(Document):
+    job_id: str
+    purged: bool
 
 
 class HealthResponse(Document):

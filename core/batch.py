@@ -81,6 +81,8 @@ class TaskBatchProcessor:
             job = self.state.get_job(message.job_id)
             if job is not None and job["attempt"] != message.attempt:
                 return "stale attempt"
+            if job is None and self.state.was_purged(message.job_id):
+                return "job purged"
             self.state.record_dead_letter(TASKS_QUEUE, messages[index][1], messages[index][0],
                                           f"task message for unknown task {message.task_id}")
             return "dead-lettered"

@@ -70,6 +70,40 @@ class StageLimits:
 STAGE_LIMITS = StageLimits()
 
 
+class RunningHandlers:
+    """The handlers running in this process, by job: cancelling a job tells its handlers
+    here at once (context["cancelled"]); those of other processes learn it at their next
+    lease renewal, which finds their task cancelled."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._by_job: dict[str, dict[int, "Run"]] = {}
+
+    def add(self, run: "Run") -> None:
+        with self._lock:
+            self._by_job.setdefault(run.task["parent_job_id"], {})[id(run)] = run
+
+    def remove(self, run: "Run") -> None:
+        with self._lock:
+            runs = self._by_job.get(run.task["parent_job_id"], {})
+            runs.pop(id(run), None)
+            if not runs:
+                self._by_job.pop(run.task["parent_job_id"], None)
+
+    def cancel(self, job_ids: list[str]) -> int:
+        """Set the cancelled event of these jobs' running handlers (not cleanup tasks');
+        returns how many were told."""
+        with self._lock:
+            runs = [r for j in job_ids for r in self._by_job.get(j, {}).values()
+                    if r.task["stage"] != 0]
+        for run in runs:
+            run.context["cancelled"].set()
+        return len(runs)
+
+
+RUNNING = RunningHandlers()
+
+
 @dataclass
 class Run:
     """A claimed task, what its handler is given, and what running it produced."""
@@ -164,6 +198,7 @@ class HandlerPool:
                 seconds=run.deadline - now)
             run.context["time_left"] = _time_left(run)
             running.append(run)
+            RUNNING.add(run)
             thread = threading.Thread(
                 target=contextvars.copy_context().run, args=(self._call, run, slot),
                 daemon=True, name=f"handler {run.task['task_id']}")
@@ -210,6 +245,7 @@ class HandlerPool:
         except BaseException as exc:  # the task's own outcome, handed to the coordinator
             error = exc
         finally:
+            RUNNING.remove(run)
             if slot is not None:  # the thread's end, not its deadline, frees the slot
                 slot.release()
         self._finished.put((run, result, error))

@@ -166,6 +166,9 @@ class CoreMachine:
         task, why = self.state_manager.begin_task(
             message.task_id, message.attempt, settings.task_lease_seconds, message.job_id)
         if task is None:
+            if why == "unknown task" and self.state_manager.was_purged(message.job_id):
+                logger.info("task message ignored: its job was purged")
+                return "job purged"
             if why == "unknown task":
                 raise PoisonMessageError(f"task message for unknown task {message.task_id}")
             logger.info("task message ignored: %s", why)

@@ -45,10 +45,18 @@ class JobStatus(str, Enum):
     COMPLETED = "completed"
     FAILED = "failed"
     COMPLETED_WITH_ERRORS = "completed_with_errors"
+    CANCELLED = "cancelled"  # POST /api/jobs/{job_id}/cancel
 
     @property
     def is_terminal(self) -> bool:
-        return self in (JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.COMPLETED_WITH_ERRORS)
+        return self in TERMINAL_JOB_STATUSES
+
+
+TERMINAL_JOB_STATUSES = frozenset({JobStatus.COMPLETED, JobStatus.FAILED,
+                                   JobStatus.COMPLETED_WITH_ERRORS, JobStatus.CANCELLED})
+# A job of these statuses may run again as a new attempt of the same job: by submitting
+# its parameters again, or by POST /api/jobs/{job_id}/rerun.
+RESTARTABLE_JOB_STATUSES = ("failed", "cancelled")
 
 
 class TaskStatus(str, Enum):
@@ -56,7 +64,7 @@ class TaskStatus(str, Enum):
     PROCESSING = "processing"
     COMPLETED = "completed"
     FAILED = "failed"
-    CANCELLED = "cancelled"  # not run: its job failed first
+    CANCELLED = "cancelled"  # not run, or its outcome dropped: its job failed or was cancelled
 
     @property
     def is_terminal(self) -> bool:

@@ -36,6 +36,9 @@ class StageOpener:
         """Open the message's stage; returns what was done, for logs and tests."""
         job_id, stage, attempt = message.job_id, message.stage, message.attempt
         prep = self.state.prepare_opening(job_id, stage, attempt)
+        if prep.ignored == "unknown job" and self.state.was_purged(job_id):
+            logger.info("job message ignored: the job was purged")
+            return "job purged"
         if prep.ignored == "unknown job":
             raise PoisonMessageError(f"job message for unknown job {job_id}")
         if prep.ignored:

@@ -314,6 +314,13 @@ class StateManager(StageOpeningMixin, CleanupMixin, TaskRequeueMixin):
                     JobQueueMessage(job_id=job_id, stage=1, attempt=attempt))])
         return attempt
 
+    def was_purged(self, job_id: str) -> bool:
+        """Whether a job of this id was purged lately (its messages are then ignored)."""
+        from infrastructure.job_control import JobControlRepository
+
+        with self.db.connection() as conn:
+            return JobControlRepository().was_purged(conn, job_id)
+
     def record_dead_letter(self, queue_name: str, message_id: Optional[str], body: bytes,
                            reason: str) -> bool:
         """Record a message that can never succeed; False if it was recorded before."""

@@ -57,7 +57,7 @@ def status_view(job: dict[str, Any], counts: list[dict[str, Any]],
         entry = {"stage": number, "state": state, **entry}
         started = times[number]["created_at"] if number in times else None
         finished = times[number]["completed_at"] if number in times else None
-        if finished is None and state == "failed":  # where a failed job stopped
+        if finished is None and state in ("failed", "cancelled"):  # where the job stopped
             finished = job.get("finished_at")
         entry.update(started_at=iso(started), finished_at=iso(finished),
                      duration_seconds=seconds_between(started, finished))
@@ -73,14 +73,20 @@ def status_view(job: dict[str, Any], counts: list[dict[str, Any]],
     cleanup = (job.get("metadata") or {}).get("cleanup")
     if cleanup is not None:  # a failed job's cleanup task (core/cleanup.py): how it went
         view["cleanup"] = cleanup
+    cancellation = (job.get("metadata") or {}).get("cancellation")
+    if cancellation is not None and job["status"] == "cancelled":  # when and why
+        view["cancellation"] = cancellation
     return view
 
 
 def _stage_state(job: dict[str, Any], number: int) -> str:
     """done (closed), running (the active job's current stage), pending (not reached),
-    failed (where a failed job stopped), not run (after it)."""
+    failed (where a failed job stopped), cancelled (where a cancelled job stopped), not
+    run (after either)."""
     if str(number) in (job["stage_results"] or {}):
         return "done"
     if not JobStatus(job["status"]).is_terminal:
         return "running" if number == job["stage"] else "pending"
-    return "failed" if number == job["stage"] and job["status"] == "failed" else "not run"
+    if number == job["stage"] and job["status"] in ("failed", "cancelled"):
+        return job["status"]
+    return "not run"

@@ -2,14 +2,15 @@
 
 The same parameters give the same job id, so a repeated submit finds the job it made
 instead of making another (concurrent identical submits: the insert decides, one wins).
-A failed job's parameters run it again, as a new attempt of the same job.
+A failed or cancelled job's parameters run it again, as a new attempt of the same job.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Optional
 
+from core.models import RESTARTABLE_JOB_STATUSES
 from core.submit_checks import check_available, check_requirements, identity_values
 from exceptions import JobValidationError
 
@@ -20,6 +21,7 @@ class SubmitOutcome:
     # created: the record as stored; otherwise the job as the status endpoint shows it
     job: dict[str, Any]
     rerun: bool = False
+    previous_status: Optional[str] = None  # a rerun's: how the previous attempt ended
 
 
 def submit_job(machine: Any, job_type: str, params: Any) -> SubmitOutcome:
@@ -44,12 +46,14 @@ def submit_job(machine: Any, job_type: str, params: Any) -> SubmitOutcome:
             job_class.queue_job(job_id, validated)
             # The record as stored (queued): a worker may already be running it.
             return SubmitOutcome(True, record)
-    elif existing["status"] == "failed":
-        # A failed job runs again as a new attempt; messages of older attempts are ignored.
+    elif existing["status"] in RESTARTABLE_JOB_STATUSES:
+        # A failed or cancelled job runs again as a new attempt; messages of older
+        # attempts are ignored.
         check_requirements(job_class, validated, machine.resources)
         if machine.state_manager.start_new_attempt(job_id, validated) is not None:
             machine.outbox.flush(job_id)
-            return SubmitOutcome(True, machine.state_manager.job_status(job_id), rerun=True)
+            return SubmitOutcome(True, machine.state_manager.job_status(job_id), rerun=True,
+                                 previous_status=existing["status"])
     # The job exists and has not failed. If its first message was never sent (the send
     # failed after the record was stored), this sends it; otherwise it does nothing.
     machine.resume(job_id)

@@ -14,8 +14,13 @@ while other instances sweep, since every step is conditional or skips locked row
 - jobs whose last stage closed but that were never finalized: finalized;
 - stages that stopped opening between chunks (their opener died): the stored chunks
   inserted and sent;
-- cleanup tasks (of jobs that failed) whose worker died or whose message was lost, as
-  for any task.
+- cleanup tasks (of jobs that failed or were cancelled) whose worker died or whose
+  message was lost, as for any task.
+
+Housekeeping besides: retention (jobs that ended longer ago than their status's
+RETENTION_*_DAYS are purged, RETENTION_BATCH_SIZE per status per sweep, each batch one
+transaction, so a sweep never runs long), and forgetting purged jobs' ids after a week.
+A cancelled job's tasks are never re-driven: every scan above reads active jobs only.
 """
 
 from __future__ import annotations
@@ -31,11 +36,36 @@ from exceptions import WorkerLostError
 from core.stage_opener import StageOpener
 from infrastructure.cleanup_repository import CleanupRepository
 from infrastructure.db import get_database
+from infrastructure.job_control import JobControlRepository
 from infrastructure.repositories import JobRepository, TaskRepository
 
 logger = logging.getLogger(__name__)
 
 BATCH = 500
+
+
+PURGED_IDS_KEPT_DAYS = 7.0
+
+
+def purge_expired(settings: Any) -> int:
+    """Retention: purge up to a batch of jobs per ended status past its retention (0:
+    kept for ever), each batch in its own transaction; forget old purged ids."""
+    repo = JobControlRepository()
+    retention = {"completed": settings.retention_completed_days,
+                 "completed_with_errors": settings.retention_completed_with_errors_days,
+                 "failed": settings.retention_failed_days,
+                 "cancelled": settings.retention_cancelled_days}
+    purged = 0
+    for status, days in retention.items():
+        if days <= 0:
+            continue
+        with get_database().transaction() as conn:
+            ids = repo.expired(conn, status, days, settings.retention_batch_size)
+            if ids:
+                purged += len(repo.purge(conn, ids))
+    with get_database().transaction() as conn:
+        repo.forget_purged(conn, PURGED_IDS_KEPT_DAYS)
+    return purged
 
 
 class Sweeper:
@@ -62,6 +92,7 @@ class Sweeper:
             "jobs_finalized": lambda: self._unfinalized(after),
         }
         report = {}
+        steps["jobs_purged"] = lambda: purge_expired(settings)
         for name, step in steps.items():
             # One failing step (a database hiccup) must not stop the others.
             try:
@@ -69,8 +100,11 @@ class Sweeper:
             except Exception:
                 logger.exception("sweeper step %s failed; the next sweep tries again", name)
                 report[name] = 0
-        if any(report.values()):
-            logger.warning("sweeper re-drove stuck work: %s", report, extra=report)
+        stuck = {k: v for k, v in report.items() if k != "jobs_purged"}
+        if any(stuck.values()):
+            logger.warning("sweeper re-drove stuck work: %s", stuck, extra=stuck)
+        if report["jobs_purged"]:
+            logger.info("retention: %d ended job(s) purged", report["jobs_purged"])
         # Housekeeping, not stuck work: the embedded queue's expired duplicate-detection
         # ids (Service Bus forgets its own).
         forget = getattr(self.machine.queue, "forget_sent_ids", None)

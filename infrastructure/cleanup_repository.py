@@ -11,7 +11,7 @@ import psycopg
 _RECENTLY_FAILED = (
     " FROM app.jobs j JOIN app.tasks t ON t.parent_job_id = j.job_id AND t.stage = 0"
     " AND t.task_index = 0 AND t.attempt = j.attempt"
-    " WHERE j.status = 'failed' AND j.updated_at > now() - interval '7 days'")
+    " WHERE j.status IN ('failed', 'cancelled') AND j.updated_at > now() - interval '7 days'")
 
 
 class CleanupRepository:

@@ -9,7 +9,8 @@ from typing import Any, Iterable, Optional
 import psycopg
 from psycopg.types.json import Jsonb
 
-from core.models import JobRecord, TaskDefinition
+from core.models import RESTARTABLE_JOB_STATUSES, JobRecord, TaskDefinition
+from infrastructure.job_control import JobControlRepository
 
 _TERMINAL_TASK = ("completed", "failed", "cancelled")
 ACTIVE_JOB = ("queued", "processing")
@@ -25,17 +26,23 @@ PREDECESSOR_RESULT = (
 
 class JobRepository:
     def insert_job(self, conn: psycopg.Connection, job: JobRecord) -> bool:
-        """Insert a new job; False when a job with this id already exists."""
+        """Insert a new job; False when a job with this id already exists. A job purged
+        before starts at the attempt after the purged one's (job.attempt is set to it):
+        its message ids must differ from those duplicate detection may still hold."""
         row = conn.execute(
             "INSERT INTO app.jobs (job_id, job_type, parameters, status, stage, total_stages,"
             " attempt, stage_results, metadata)"
-            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)"
-            " ON CONFLICT (job_id) DO NOTHING RETURNING job_id",
+            " VALUES (%s, %s, %s, %s, %s, %s, coalesce((SELECT p.attempt + 1 FROM"
+            " app.purged_jobs p WHERE p.job_id = %s), %s), %s, %s)"
+            " ON CONFLICT (job_id) DO NOTHING RETURNING attempt",
             (
                 job.job_id, job.job_type, Jsonb(job.parameters), job.status.value, job.stage,
-                job.total_stages, job.attempt, Jsonb(job.stage_results), Jsonb(job.metadata),
+                job.total_stages, job.job_id, job.attempt, Jsonb(job.stage_results),
+                Jsonb(job.metadata),
             ),
         ).fetchone()
+        if row is not None:
+            job.attempt = row["attempt"]
         return row is not None
 
     def get_job(
@@ -55,29 +62,12 @@ class JobRepository:
         )
 
     def start_new_attempt(self, conn: psycopg.Connection, job_id: str,
-                          parameters: dict[str, Any]) -> Optional[int]:
-        """Reset a failed job to run again from stage 1 as a new attempt; its previous
-        tasks are deleted, its previous error kept in metadata. Returns the new attempt."""
-        row = conn.execute(
-            "UPDATE app.jobs SET attempt = attempt + 1, status = 'queued', stage = 1,"
-            " parameters = %s,"
-            " stage_results = '{}'::jsonb, result_data = NULL, error_details = NULL,"
-            " queued_at = now(), started_at = NULL, finished_at = NULL,"
-            " metadata = jsonb_set(metadata - 'cleanup' - 'stage_build_retries',"
-            "  '{previous_attempts}',"
-            "  coalesce(metadata->'previous_attempts', '[]'::jsonb) || jsonb_build_array("
-            "   jsonb_strip_nulls(jsonb_build_object('attempt', attempt,"
-            "    'error_details', error_details, 'ended_at', updated_at,"
-            "    'cleanup', metadata->'cleanup')))),"
-            " updated_at = now()"
-            " WHERE job_id = %s AND status = 'failed' RETURNING attempt",
-            (Jsonb(parameters), job_id),
-        ).fetchone()
-        if row is None:
-            return None
-        conn.execute("DELETE FROM app.tasks WHERE parent_job_id = %s", (job_id,))
-        conn.execute("DELETE FROM app.job_stages WHERE job_id = %s", (job_id,))
-        return row["attempt"]
+                          parameters: dict[str, Any],
+                          statuses: Iterable[str] = RESTARTABLE_JOB_STATUSES
+                          ) -> Optional[int]:
+        """Reset a failed or cancelled job (or one of `statuses`) to run again from
+        stage 1 as a new attempt (infrastructure/job_control.py). Returns the attempt."""
+        return JobControlRepository().restart(conn, job_id, parameters, statuses)
 
     def awaiting_finalize(
         self, conn: psycopg.Connection, older_than_seconds: float, limit: int
@@ -279,7 +269,8 @@ class TaskRepository:
         """Cancel processing tasks of ended jobs whose lease lapsed: their worker died
         after the job ended, and nothing else would end them. Without job_id: of the jobs
         that failed in the last 7 days (only a failed job can end with tasks running; its
-        running tasks end, or their leases lapse, within a task timeout plus a lease)."""
+        running tasks end, or their leases lapse, within a task timeout plus a lease;
+        a cancelled job's are cancelled with it)."""
         sql = ("UPDATE app.tasks t SET status = 'cancelled', updated_at = now()"
                " FROM app.jobs j WHERE j.job_id = t.parent_job_id"
                " AND t.status = 'processing' AND t.lease_expires_at < now()"
@@ -289,7 +280,8 @@ class TaskRepository:
             sql += " AND j.status NOT IN ('queued', 'processing') AND t.parent_job_id = %s"
             params.append(job_id)
         else:
-            sql += " AND j.status = 'failed' AND j.updated_at > now() - interval '7 days'"
+            sql += (" AND j.status IN ('failed', 'cancelled')"
+                    " AND j.updated_at > now() - interval '7 days'")
         return conn.execute(sql, params).rowcount
 
     def claim_lapsed(self, conn: psycopg.Connection, task_id: str, attempt: int,

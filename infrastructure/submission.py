@@ -30,10 +30,11 @@ def store_job(job_class: Any, job_id: str, params: dict[str, Any]) -> dict[str, 
         total_stages=len(job_class.stages),
         metadata={"description": job_class.description, "created_by": job_class.__name__},
     )
-    first = JobQueueMessage(job_id=job_id, stage=1, attempt=record.attempt)
     with get_database().transaction() as conn:
+        # A job purged before starts at a later attempt (set on record by the insert).
         created = JobRepository().insert_job(conn, record)
         if created:
+            first = JobQueueMessage(job_id=job_id, stage=1, attempt=record.attempt)
             _outbox().add(conn, job_id, JOBS_QUEUE, [OutgoingMessage(
                 body=first.to_json(), message_id=first.message_id, correlation_id=job_id)])
     return {**record.model_dump(mode="json"), "created": created}

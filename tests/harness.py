@@ -19,7 +19,7 @@ from core.machine import CoreMachine
 from core.submission import submit_job
 from infrastructure.queues.embedded import EmbeddedQueue
 
-TERMINAL = ("completed", "failed", "completed_with_errors")
+TERMINAL = ("completed", "failed", "completed_with_errors", "cancelled")
 
 
 class EngineHarness:

@@ -78,7 +78,8 @@ def submit(req: func.HttpRequest) -> func.HttpResponse:
         "status_url": _status_url(job["job_id"]),
     }
     if outcome.rerun:
-        payload["message"] = (f"The previous attempt failed; running again as attempt "
+        previous = outcome.previous_status or "failed"
+        payload["message"] = (f"The previous attempt {previous}; running again as attempt "
                               f"{job['attempt']}")
     if not outcome.created:
         payload["message"] = "A job with these parameters already exists"

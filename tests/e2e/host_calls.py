@@ -8,7 +8,7 @@ import json
 import time
 from typing import Any, Optional
 
-TERMINAL = ("completed", "failed", "completed_with_errors")
+TERMINAL = ("completed", "failed", "completed_with_errors", "cancelled")
 
 
 def call(host: Any, method: str, path: str, payload: Optional[Any] = None

@@ -17,7 +17,8 @@ from local_host import LocalHost
 
 from tests.e2e.host_calls import TERMINAL
 
-JOB_STATUSES = ["queued", "processing", "completed", "failed", "completed_with_errors"]
+JOB_STATUSES = ["queued", "processing", "completed", "failed", "completed_with_errors",
+                "cancelled"]
 
 
 @pytest.fixture
@@ -240,7 +241,7 @@ def test_the_list_filters_by_status_type_times_and_id_prefix(host):
 
 @pytest.mark.parametrize("query, parameter, says", [
     ({"status": "done"}, "status", "allowed are queued, processing, completed, failed, "
-                                   "completed_with_errors"),
+                                   "completed_with_errors, cancelled"),
     ({"status": "failed,nope"}, "status", "Unknown status 'nope'"),
     ({"job_type": "no_such_job"}, "job_type", "allowed are "),
     ({"created_after": "yesterday"}, "created_after", "ISO 8601"),
@@ -289,7 +290,7 @@ def test_the_summary_counts_by_status_and_type(host):
     assert code == 200
     assert summary == {"total": 5, "by_status": {
         "queued": 0, "processing": 0, "completed": 3, "failed": 2,
-        "completed_with_errors": 0}, "by_job_type": {"hello_world": 5}}
+        "completed_with_errors": 0, "cancelled": 0}, "by_job_type": {"hello_world": 5}}
     code, only = get(host, "/api/jobs/summary", status="failed")
     assert only["total"] == 2 and only["by_status"]["failed"] == 2
     assert only["by_status"]["completed"] == 0

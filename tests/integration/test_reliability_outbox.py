@@ -107,7 +107,7 @@ def test_the_sweeper_sends_a_message_a_failed_send_left(database, engine, outage
     assert Sweeper(machine).sweep() == {
         "stranded_jobs_resent": 0, "messages_sent": 1, "lapsed_tasks": 0,
         "orphans_cancelled": 0, "stale_tasks_resent": 0, "jobs_finalized": 0,
-        "stage_openings_resumed": 0}
+        "stage_openings_resumed": 0, "jobs_purged": 0}
     assert rows(database, "outbox") == []
     assert [r["message_id"] for r in rows(database, "queue_messages")] == [
         f"{job_id}:a1:s1"]

@@ -24,7 +24,7 @@ from tests.integration.sample_jobs import ITEMS_HANDLERS, SAMPLE_JOBS, ItemsJob
 
 NOTHING = {"messages_sent": 0, "lapsed_tasks": 0, "orphans_cancelled": 0,
            "stale_tasks_resent": 0, "stranded_jobs_resent": 0, "jobs_finalized": 0,
-           "stage_openings_resumed": 0}
+           "stage_openings_resumed": 0, "jobs_purged": 0}
 
 
 def sql(database, statement: str, *params) -> None:
