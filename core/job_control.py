@@ -97,7 +97,6 @@ class JobControl:
             if ids:
                 self.repo.cancel_tasks(conn, ids)
             for row in rows:
-                self.state.plans.discard(conn, row["job_id"])
                 self.state.schedule_cleanup(conn, row)
         if ids:
             RUNNING.cancel(ids)
@@ -133,10 +132,12 @@ class JobControl:
     def rerun_jobs(self, job_ids: list[str], from_start: bool, strict: bool = False
                    ) -> list[Rerun]:
         """Rerun these jobs, in one transaction; those that cannot be (running, or their
-        cleanup still running) are skipped, or with strict raise."""
+        cleanup still running) are skipped, or with strict raise. Jobs that run again
+        from stage 1 are reset together (a few statements for the whole chunk)."""
         reruns: list[Rerun] = []
         with self.db.transaction() as conn:
             pending = self.repo.lock_tasks(conn, job_ids)
+            jobs = []
             for job in self.repo.lock_jobs(conn, job_ids):
                 try:
                     self._check_rerunnable(job, from_start)
@@ -148,7 +149,37 @@ class JobControl:
                     if strict:
                         raise
                     continue
-                reruns.append(self._rerun_in(conn, job, from_start))
+                jobs.append(job)
+            facts: dict[str, dict[int, dict]] = {}
+            if jobs and not from_start:
+                for fact in self.repo.stage_facts(conn, [j["job_id"] for j in jobs]):
+                    facts.setdefault(fact["job_id"], {})[fact["stage"]] = fact
+            from_one: dict[str, list[dict]] = {}
+            messages: list[tuple[str, str, list]] = []
+            for job in jobs:
+                stage, reset, reason = self._from_stage(job, facts.get(job["job_id"], {}),
+                                                        from_start)
+                if stage == 1 and not reset:
+                    from_one.setdefault(job["status"], []).append(job)
+                    reruns.append(Rerun(job["job_id"], 0, 1, reason))
+                    continue
+                attempt, again = self.repo.restart_from(conn, job["job_id"], stage,
+                                                        [job["status"]], reset)
+                messages.append(self._messages(job["job_id"], stage, attempt, again))
+                reruns.append(Rerun(job["job_id"], attempt, stage, reason,
+                                    list(range(1, stage)), len(again)))
+            attempts: dict[str, int] = {}
+            for status, group in from_one.items():
+                for row in self.repo.restart_many(conn, [j["job_id"] for j in group],
+                                                  [status]):
+                    attempts[row["job_id"]] = row["attempt"]
+                    messages.append(self._messages(row["job_id"], 1, row["attempt"], []))
+            for rerun in reruns:
+                rerun.attempt = attempts.get(rerun.job_id, rerun.attempt)
+            for queue_name in (JOBS_QUEUE, TASKS_QUEUE):
+                self.state.outbox.add_many(conn, queue_name, [
+                    (job_id, m) for job_id, q, batch in messages if q == queue_name
+                    for m in batch])
         if self.machine.outbox.deferred:
             for rerun in reruns:
                 self.machine.outbox.flush(rerun.job_id)
@@ -157,34 +188,28 @@ class JobControl:
                         rerun.from_stage, rerun.reason, extra={"job_id": rerun.job_id})
         return reruns
 
-    def _rerun_in(self, conn: Any, job: dict[str, Any], from_start: bool) -> Rerun:
-        job_id, statuses = job["job_id"], [job["status"]]
-        stage, reset, reason = self._from_stage(conn, job, from_start)
-        if stage == 1 and not reset:
-            attempt = self.repo.restart(conn, job_id, job["parameters"], statuses)
-            again: list = []
-        else:
-            attempt, again = self.repo.restart_from(conn, job_id, stage, statuses, reset)
+    @staticmethod
+    def _messages(job_id: str, stage: int, attempt: int, again: list
+                  ) -> tuple[str, str, list]:
+        """(job, queue, messages): the tasks queued again, or the stage's job message."""
         if again:
-            self.state.outbox.add(conn, job_id, TASKS_QUEUE, [outgoing(TaskQueueMessage(
+            return job_id, TASKS_QUEUE, [outgoing(TaskQueueMessage(
                 job_id=job_id, task_id=t["task_id"], stage=stage, attempt=attempt))
-                for t in again])
-        else:
-            self.state.outbox.add(conn, job_id, JOBS_QUEUE, [outgoing(
-                JobQueueMessage(job_id=job_id, stage=stage, attempt=attempt))])
-        return Rerun(job_id, attempt, stage, reason, list(range(1, stage)), len(again))
+                for t in again]
+        return job_id, JOBS_QUEUE, [outgoing(JobQueueMessage(
+            job_id=job_id, stage=stage, attempt=attempt))]
 
-    def _from_stage(self, conn: Any, job: dict[str, Any], from_start: bool
+    @staticmethod
+    def _from_stage(job: dict[str, Any], facts: dict[int, dict], from_start: bool
                     ) -> tuple[int, bool, str]:
         """(the stage to run from, whether its unfinished tasks are queued again rather
-        than the stage built again, why)."""
+        than the stage built again, why). facts: the job's stage_facts by stage."""
         if from_start:
             return 1, False, "from the start, as asked: every stage runs again"
         cleanup = (job.get("metadata") or {}).get("cleanup")
         if cleanup is not None:
             return 1, False, ("the job's cleanup task has run (it removed what the previous "
                               "attempt wrote), so every stage runs again from stage 1")
-        facts = {f["stage"]: f for f in self.repo.stage_facts(conn, job["job_id"])}
         closed = job["stage_results"] or {}
         for stage in range(1, job["total_stages"] + 1):
             fact = facts.get(stage)

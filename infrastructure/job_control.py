@@ -61,8 +61,10 @@ class JobControlRepository:
             (error, Jsonb(cancellation), list(job_ids), list(ACTIVE))).fetchall()
 
     def cancel_tasks(self, conn: psycopg.Connection, job_ids: list[str]) -> int:
-        """Cancel the queued and running tasks of these (cancelled) jobs: a running
-        handler's outcome then finds its task ended and is not recorded."""
+        """Cancel the queued and running tasks of these (cancelled) jobs, and drop the
+        stored chunks of a stage still opening: a running handler's outcome then finds
+        its task ended and is not recorded."""
+        conn.execute("DELETE FROM app.stage_plans WHERE job_id = ANY(%s)", (list(job_ids),))
         return conn.execute(
             "UPDATE app.tasks SET status = 'cancelled', lease_expires_at = NULL,"
             " updated_at = now() WHERE parent_job_id = ANY(%s) AND status = ANY(%s)"
@@ -83,17 +85,37 @@ class JobControlRepository:
         conn.execute("DELETE FROM app.job_stages WHERE job_id = %s", (job_id,))
         return row["attempt"]
 
-    def stage_facts(self, conn: psycopg.Connection, job_id: str) -> list[dict[str, Any]]:
-        """Per stage with tasks or a counter: its task_count (null: never opened), the
-        tasks present, and how many did not complete."""
+    def restart_many(self, conn: psycopg.Connection, job_ids: list[str],
+                     statuses: Iterable[str]) -> list[dict[str, Any]]:
+        """restart() for many jobs at once, their parameters unchanged: (job_id,
+        attempt) of those restarted."""
+        rows = conn.execute(
+            "UPDATE app.jobs SET status = 'queued', stage = 1,"
+            " stage_results = '{}'::jsonb, started_at = NULL," + _NEW_ATTEMPT +
+            " WHERE job_id = ANY(%s) AND status = ANY(%s) RETURNING job_id, attempt",
+            (list(job_ids), list(statuses))).fetchall()
+        done = [r["job_id"] for r in rows]
+        if done:
+            conn.execute("DELETE FROM app.tasks WHERE parent_job_id = ANY(%s)", (done,))
+            conn.execute("DELETE FROM app.job_stages WHERE job_id = ANY(%s)", (done,))
+            conn.execute("DELETE FROM app.stage_plans WHERE job_id = ANY(%s)", (done,))
+        return rows
+
+    def stage_facts(self, conn: psycopg.Connection, job_ids: list[str]
+                    ) -> list[dict[str, Any]]:
+        """Per job and stage with tasks or a counter: its task_count (null: never
+        opened), the tasks present, and how many did not complete."""
         return conn.execute(
-            "SELECT coalesce(s.stage, t.stage) AS stage, s.task_count,"
+            "SELECT coalesce(s.job_id, t.job_id) AS job_id,"
+            " coalesce(s.stage, t.stage) AS stage, s.task_count,"
             " coalesce(t.present, 0) AS present, coalesce(t.unfinished, 0) AS unfinished"
-            " FROM (SELECT stage, task_count FROM app.job_stages WHERE job_id = %(j)s) s"
-            " FULL JOIN (SELECT stage, count(*) AS present,"
+            " FROM (SELECT job_id, stage, task_count FROM app.job_stages"
+            "  WHERE job_id = ANY(%(j)s)) s"
+            " FULL JOIN (SELECT parent_job_id AS job_id, stage, count(*) AS present,"
             "  count(*) FILTER (WHERE status <> 'completed') AS unfinished"
-            "  FROM app.tasks WHERE parent_job_id = %(j)s GROUP BY stage) t"
-            " ON t.stage = s.stage ORDER BY 1", {"j": job_id}).fetchall()
+            "  FROM app.tasks WHERE parent_job_id = ANY(%(j)s) GROUP BY 1, 2) t"
+            " ON t.job_id = s.job_id AND t.stage = s.stage ORDER BY 1, 2",
+            {"j": list(job_ids)}).fetchall()
 
     def restart_from(self, conn: psycopg.Connection, job_id: str, stage: int,
                      statuses: Iterable[str], reset: bool) -> Optional[tuple[int, list]]:

@@ -54,6 +54,26 @@ class Outbox:
              [m.scheduled_enqueue_time_utc for m in messages]),
         )
 
+    def add_many(self, conn: psycopg.Connection, queue_name: str,
+                 messages: Sequence[tuple[str, OutgoingMessage]]) -> None:
+        """add() for the messages of many jobs at once: (job_id, message) pairs."""
+        if not messages:
+            return
+        send_in = getattr(self._queue(), "send_in", None)
+        if send_in is not None:
+            send_in(conn, queue_name, [m for _, m in messages])
+            return
+        conn.execute(
+            "INSERT INTO app.outbox (job_id, queue_name, message_id, correlation_id, body,"
+            " scheduled_at)"
+            " SELECT m.job_id, %s, m.message_id, m.correlation_id, m.body, m.scheduled_at"
+            " FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[],"
+            " %s::timestamptz[]) AS m(job_id, message_id, correlation_id, body, scheduled_at)",
+            (queue_name, [j for j, _ in messages], [m.message_id for _, m in messages],
+             [m.correlation_id for _, m in messages], [m.body for _, m in messages],
+             [m.scheduled_enqueue_time_utc for _, m in messages]),
+        )
+
     def flush(self, job_id: Optional[str] = None, older_than_seconds: float = 0.0) -> int:
         """Send pending messages (of one job, or all older than a given age) and delete
         them; returns how many were sent. Works in chunks of `chunk_size`, one transaction
