@@ -63,7 +63,7 @@ def tier_profile(tier: str, dtype: str, jpeg_quality: int) -> dict[str, Any]:
             "blockxsize": BLOCK, "blockysize": BLOCK}
     if tier == "visualization":
         return {**base, "compress": "JPEG", "photometric": "YCbCr",
-                "quality": int(jpeg_quality)}
+                "jpeg_quality": int(jpeg_quality)}  # GDAL's name (QUALITY is ignored)
     if tier == "analysis":
         return {**base, "compress": "DEFLATE", "predictor": predictor_for(dtype),
                 "zlevel": 6}
@@ -84,7 +84,8 @@ def make_cog(source: Path, output: Path, tier: str, params: dict[str, Any]) -> d
     from rio_cogeo.cogeo import cog_translate, cog_validate
 
     started = time.monotonic()
-    config = {"GDAL_CACHEMAX": GDAL_CACHE_MB, "GDAL_NUM_THREADS": "ALL_CPUS",
+    # rasterio reads a number as bytes: 256 alone would be a 256-byte cache
+    config = {"GDAL_CACHEMAX": GDAL_CACHE_MB * 1024 * 1024, "GDAL_NUM_THREADS": "ALL_CPUS",
               "GDAL_TIFF_INTERNAL_MASK": True, "GDAL_TIFF_OVR_BLOCKSIZE": BLOCK}
     with rasterio.Env(**config):
         if params.get("source_crs"):

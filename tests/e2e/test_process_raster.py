@@ -234,3 +234,18 @@ def test_rgba_photo_gets_a_jpeg_with_its_alpha_as_mask(host, blob_storage):
               timeout=180)
     assert job["status"] == "completed", job["error_details"]
     assert sorted(c["tier"] for c in job["result_data"]["cogs"]) == ["analysis", "archive"]
+
+
+def test_jpeg_quality_reaches_gdal(tmp_path):
+    """The visualization tier's jpeg_quality is GDAL's JPEG_QUALITY: a lower quality makes a
+    smaller file (QUALITY, the wrong name, was ignored with a warning)."""
+    from services.raster_cog import make_cog
+
+    source = tmp_path / "photo.tif"
+    source.write_bytes(tiff(3, "uint8", "EPSG:32633", 800))
+    sizes = {}
+    for quality in (30, 95):
+        made = make_cog(source, tmp_path / f"q{quality}.tif", "visualization",
+                        {"jpeg_quality": quality})
+        sizes[quality] = made["size"]
+    assert sizes[30] < sizes[95] * 0.8
