@@ -115,6 +115,10 @@ def _pooled_transport() -> Any:
     return RequestsTransport(session=session, session_owner=True)
 
 
+# Ranges of one blob moved at once by download_file and uploads.
+TRANSFER_CONCURRENCY = 4
+
+
 class BlobStorage:
     def __init__(self, service: BlobServiceClient):
         self.service = service
@@ -228,8 +232,12 @@ class BlobStorage:
             return written
 
     def download_file(self, container: str, blob: str, path: str | Path) -> int:
-        with open(path, "wb") as out:
-            return self.download_to(container, blob, out)
+        """Download a blob into a file, several ranges at once (a file can be written out
+        of order; a stream cannot)."""
+        with open(path, "wb") as out, _translated(container, blob):
+            stream = self.service.get_blob_client(container, blob).download_blob(
+                max_concurrency=TRANSFER_CONCURRENCY)
+            return stream.readinto(out)
 
     # -- writing --------------------------------------------------------------------------
     def upload_from(self, container: str, blob: str, readable: IO[bytes],
@@ -242,7 +250,7 @@ class BlobStorage:
             client = self.service.get_blob_client(container, blob)
             client.upload_blob(readable, length=length, overwrite=overwrite,
                                content_settings=settings, metadata=metadata,
-                               max_concurrency=2)
+                               max_concurrency=TRANSFER_CONCURRENCY)
             return _info(client.get_blob_properties())
 
     def upload_file(self, container: str, blob: str, path: str | Path,
