@@ -12,13 +12,15 @@ from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
 from core import api_models as m
+from core.openapi_control import control_paths
 from core.job_listing import DEFAULT_LIMIT, INCLUDES, JOB_STATUSES, MAX_LIMIT, TASK_STATUSES
 from jobs.validation import parameters_model
 
 REF = "#/components/schemas/{model}"
 MODELS: list[type[BaseModel]] = [
     m.ErrorResponse, m.SubmitResponse, m.JobStatusDocument, m.JobPage, m.JobSummary,
-    m.TaskPage, m.HealthResponse, m.HealthDetails]
+    m.TaskPage, m.RerunResponse, m.BulkResponse, m.PurgeResponse, m.HealthResponse,
+    m.HealthDetails]
 KEYED = [{"functionKey": []}, {"functionKeyQuery": []}]
 
 
@@ -152,6 +154,7 @@ def build_openapi(jobs: dict[str, Any]) -> dict[str, Any]:
             *PAGING],
         "responses": {"200": _json(_ref(m.TaskPage), "a page of tasks"),
                       **_errors(400, 401, 404, 503)}}}
+    paths.update(control_paths(job_types))
     paths["/api/health"] = {"get": {
         "operationId": "health", "tags": ["health"], "security": [],
         "summary": "Up or down, for probes (anonymous)",
