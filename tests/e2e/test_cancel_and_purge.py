@@ -205,3 +205,37 @@ def test_retention_purges_old_finished_jobs_in_small_batches(host, database, mon
     reset_settings()
     assert purge_expired(get_settings()) == 1  # the failure, now 400 days old
     assert all(call(host, "GET", f"/api/jobs/status/{j}")[0] == 200 for j in ids[3:])
+
+
+def test_purge_is_at_admin_level(database, monkeypatch):
+    monkeypatch.setenv("LOCAL_CHECK_KEYS", "true")
+    monkeypatch.setenv("LOCAL_FUNCTION_KEY", "function-key-0123")
+    monkeypatch.setenv("LOCAL_MASTER_KEY", "master-key-4567")
+    reset_settings()
+    import http.client
+    import json
+
+    def send(host, method, path, key, body=None):
+        conn = http.client.HTTPConnection("127.0.0.1", host.port, timeout=30)
+        conn.request(method, path, body=None if body is None else json.dumps(body).encode(),
+                     headers={"x-functions-key": key, "Content-Type": "application/json"})
+        resp = conn.getresponse()
+        resp.read()
+        conn.close()
+        return resp.status
+
+    try:
+        with LocalHost(port=0, close_database=False, banner=False) as host:
+            job = f"/api/jobs/{'a' * 64}"
+            assert send(host, "DELETE", job, "function-key-0123") == 401
+            assert send(host, "POST", "/api/jobs/purge", "function-key-0123",
+                        {"status": "failed"}) == 401
+            assert send(host, "DELETE", job, "master-key-4567") == 404
+            assert send(host, "POST", "/api/jobs/purge", "master-key-4567",
+                        {"status": "failed"}) == 200
+            # cancel and rerun are at FUNCTION level
+            assert send(host, "POST", job + "/cancel", "function-key-0123") == 404
+            assert send(host, "POST", job + "/rerun", "function-key-0123") == 404
+    finally:
+        monkeypatch.delenv("LOCAL_CHECK_KEYS")
+        reset_settings()
