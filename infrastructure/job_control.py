@@ -36,11 +36,11 @@ class JobControlRepository:
         """Lock every task of these jobs in task id order; returns the jobs whose cleanup
         task (stage 0) is still queued or running."""
         rows = conn.execute(
-            "SELECT parent_job_id, stage, status FROM app.tasks"
-            " WHERE parent_job_id = ANY(%s) ORDER BY task_id FOR UPDATE",
-            (list(job_ids),)).fetchall()
-        return {r["parent_job_id"] for r in rows
-                if r["stage"] == 0 and r["status"] in ACTIVE}
+            "SELECT DISTINCT parent_job_id FROM (SELECT parent_job_id, stage, status"
+            " FROM app.tasks WHERE parent_job_id = ANY(%s) ORDER BY task_id FOR UPDATE) t"
+            " WHERE stage = 0 AND status = ANY(%s)",
+            (list(job_ids), list(ACTIVE))).fetchall()
+        return {r["parent_job_id"] for r in rows}
 
     def lock_jobs(self, conn: psycopg.Connection, job_ids: list[str]
                   ) -> list[dict[str, Any]]:

@@ -131,3 +131,13 @@ def test_a_rerun_keeps_stage_1_and_runs_only_the_failed_tasks(database, eng):
             "SELECT message_id FROM app.queue_message_ids WHERE queue_name = %s",
             (TASKS_QUEUE,)).fetchall()]
     assert len(ids) == len(set(ids))
+
+
+def test_migration_0009_lets_a_job_be_cancelled_and_nothing_else(database):
+    with database.connection() as conn:
+        conn.execute("INSERT INTO app.jobs (job_id, job_type, status, total_stages)"
+                     " VALUES ('j1', 'hello_world', 'cancelled', 2)")
+        with pytest.raises(Exception, match="jobs_status_check"):
+            conn.execute("UPDATE app.jobs SET status = 'stopped' WHERE job_id = 'j1'")
+    with database.connection() as conn:
+        assert conn.execute("SELECT count(*) AS n FROM app.purged_jobs").fetchone()["n"] == 0
