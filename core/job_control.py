@@ -26,7 +26,9 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any, Optional
+from typing import Any, Callable, Optional, TypeVar
+
+import psycopg
 
 from config import JOBS_QUEUE, TASKS_QUEUE
 from core.handler_pool import RUNNING
@@ -38,6 +40,20 @@ from infrastructure.job_control import ACTIVE, JobControlRepository
 logger = logging.getLogger(__name__)
 
 RERUNNABLE = ("failed", "cancelled", "completed_with_errors")
+T = TypeVar("T")
+
+
+def retrying(step: Callable[[], T], attempts: int = 3) -> T:
+    """Run a chunk's transaction, again if PostgreSQL broke a deadlock by aborting it
+    (a job that changed between the chunk's task and job locks; rare)."""
+    for attempt in range(1, attempts + 1):
+        try:
+            return step()
+        except psycopg.errors.DeadlockDetected:
+            if attempt == attempts:
+                raise
+            logger.warning("a chunk's transaction met a deadlock; trying again")
+    raise AssertionError("unreachable")
 
 
 class JobConflict(Exception):
@@ -89,6 +105,21 @@ class JobControl:
         cancellation = {"cancelled_at": datetime.now(timezone.utc).isoformat(),
                         "reason": reason}
         error = f"Cancelled: {reason}" if reason else "Cancelled"
+        rows = retrying(lambda: self._cancel_chunk(job_ids, error, cancellation))
+        ids = [r["job_id"] for r in rows]
+        if ids:
+            with self.db.transaction() as conn:
+                self.repo.cancel_left_tasks(conn, [(r["job_id"], r["attempt"])
+                                                   for r in rows])
+            RUNNING.cancel(ids)
+            logger.info("%d job(s) cancelled%s", len(ids), f": {reason}" if reason else "")
+        if self.machine.outbox.deferred:
+            for job_id in ids:
+                self.machine.outbox.flush(job_id)  # cleanup tasks' messages
+        return ids
+
+    def _cancel_chunk(self, job_ids: list[str], error: str, cancellation: dict[str, Any]
+                      ) -> list[dict[str, Any]]:
         with self.db.transaction() as conn:
             self.repo.lock_tasks(conn, job_ids)
             self.repo.lock_jobs(conn, job_ids)
@@ -98,13 +129,7 @@ class JobControl:
                 self.repo.cancel_tasks(conn, ids)
             for row in rows:
                 self.state.schedule_cleanup(conn, row)
-        if ids:
-            RUNNING.cancel(ids)
-            logger.info("%d job(s) cancelled%s", len(ids), f": {reason}" if reason else "")
-        if self.machine.outbox.deferred:
-            for job_id in ids:
-                self.machine.outbox.flush(job_id)  # cleanup tasks' messages
-        return ids
+        return rows
 
     # -- rerun ----------------------------------------------------------------------------
     def rerun(self, job_id: str, from_start: bool) -> Optional[Rerun]:
@@ -134,11 +159,24 @@ class JobControl:
         """Rerun these jobs, in one transaction; those that cannot be (running, or their
         cleanup still running) are skipped, or with strict raise. Jobs that run again
         from stage 1 are reset together (a few statements for the whole chunk)."""
+        reruns = retrying(lambda: self._rerun_chunk(job_ids, from_start, strict))
+        if self.machine.outbox.deferred:
+            for rerun in reruns:
+                self.machine.outbox.flush(rerun.job_id)
+        for rerun in reruns:
+            logger.info("job rerun as attempt %d from stage %d: %s", rerun.attempt,
+                        rerun.from_stage, rerun.reason, extra={"job_id": rerun.job_id})
+        return reruns
+
+    def _rerun_chunk(self, job_ids: list[str], from_start: bool, strict: bool
+                     ) -> list[Rerun]:
         reruns: list[Rerun] = []
         with self.db.transaction() as conn:
-            pending = self.repo.lock_tasks(conn, job_ids)
+            self.repo.lock_tasks(conn, job_ids)
+            locked = self.repo.lock_jobs(conn, job_ids)
+            pending = self.repo.cleanup_pending(conn, job_ids)
             jobs = []
-            for job in self.repo.lock_jobs(conn, job_ids):
+            for job in locked:
                 try:
                     self._check_rerunnable(job, from_start)
                     if job["job_id"] in pending:
@@ -180,12 +218,6 @@ class JobControl:
                 self.state.outbox.add_many(conn, queue_name, [
                     (job_id, m) for job_id, q, batch in messages if q == queue_name
                     for m in batch])
-        if self.machine.outbox.deferred:
-            for rerun in reruns:
-                self.machine.outbox.flush(rerun.job_id)
-        for rerun in reruns:
-            logger.info("job rerun as attempt %d from stage %d: %s", rerun.attempt,
-                        rerun.from_stage, rerun.reason, extra={"job_id": rerun.job_id})
         return reruns
 
     @staticmethod
@@ -245,8 +277,11 @@ class JobControl:
                           "still running; purge it once that has ended", job["status"])
 
     def purge_jobs(self, job_ids: list[str]) -> list[str]:
-        with self.db.transaction() as conn:
-            return self.repo.purge(conn, job_ids)
+        def purge() -> list[str]:
+            with self.db.transaction() as conn:
+                return self.repo.purge(conn, job_ids)
+
+        return retrying(purge)
 
     def was_purged(self, job_id: str) -> bool:
         with self.db.connection() as conn:

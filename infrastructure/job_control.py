@@ -32,21 +32,29 @@ _NEW_ATTEMPT = (
 
 class JobControlRepository:
     # -- locks ----------------------------------------------------------------------------
-    def lock_tasks(self, conn: psycopg.Connection, job_ids: list[str]) -> set[str]:
-        """Lock every task of these jobs in task id order; returns the jobs whose cleanup
-        task (stage 0) is still queued or running."""
-        rows = conn.execute(
-            "SELECT DISTINCT parent_job_id FROM (SELECT parent_job_id, stage, status"
-            " FROM app.tasks WHERE parent_job_id = ANY(%s) ORDER BY task_id FOR UPDATE) t"
-            " WHERE stage = 0 AND status = ANY(%s)",
-            (list(job_ids), list(ACTIVE))).fetchall()
-        return {r["parent_job_id"] for r in rows}
+    def lock_tasks(self, conn: psycopg.Connection, job_ids: list[str]) -> None:
+        """Lock every task of these jobs in task id order (waiting: no job row is held
+        yet, so this cannot close a cycle with a completion)."""
+        conn.execute(
+            "SELECT count(*) FROM (SELECT 1 FROM app.tasks WHERE parent_job_id = ANY(%s)"
+            " ORDER BY task_id FOR UPDATE) t", (list(job_ids),))
 
     def lock_jobs(self, conn: psycopg.Connection, job_ids: list[str]
                   ) -> list[dict[str, Any]]:
+        """Lock these jobs' rows in id order. Once held, no task of theirs can be added
+        (stage openings and failures take the job's row first)."""
         return conn.execute(
             "SELECT * FROM app.jobs WHERE job_id = ANY(%s) ORDER BY job_id FOR UPDATE",
             (list(job_ids),)).fetchall()
+
+    def cleanup_pending(self, conn: psycopg.Connection, job_ids: list[str]) -> set[str]:
+        """The jobs whose cleanup task (stage 0) is still queued or running (read under
+        the jobs' row locks: exact)."""
+        rows = conn.execute(
+            "SELECT parent_job_id FROM app.tasks WHERE parent_job_id = ANY(%s)"
+            " AND stage = 0 AND task_index = 0 AND status = ANY(%s)",
+            (list(job_ids), list(ACTIVE))).fetchall()
+        return {r["parent_job_id"] for r in rows}
 
     # -- cancel ---------------------------------------------------------------------------
     def cancel_jobs(self, conn: psycopg.Connection, job_ids: list[str], error: str,
@@ -65,10 +73,29 @@ class JobControlRepository:
         stored chunks of a stage still opening: a running handler's outcome then finds
         its task ended and is not recorded."""
         conn.execute("DELETE FROM app.stage_plans WHERE job_id = ANY(%s)", (list(job_ids),))
+        # Under the jobs' row locks, never wait for a task: a task added between
+        # lock_tasks and lock_jobs may be held by a completion waiting for its job's row.
+        # Such a task is skipped here, and cancelled by cancel_left_tasks after the commit.
         return conn.execute(
             "UPDATE app.tasks SET status = 'cancelled', lease_expires_at = NULL,"
-            " updated_at = now() WHERE parent_job_id = ANY(%s) AND status = ANY(%s)"
-            " AND stage <> 0", (list(job_ids), list(ACTIVE))).rowcount
+            " updated_at = now() WHERE task_id IN (SELECT task_id FROM app.tasks"
+            "  WHERE parent_job_id = ANY(%s) AND status = ANY(%s) AND stage <> 0"
+            "  FOR UPDATE SKIP LOCKED)", (list(job_ids), list(ACTIVE))).rowcount
+
+    def cancel_left_tasks(self, conn: psycopg.Connection, jobs: list[tuple[str, int]]
+                          ) -> int:
+        """After the cancel's commit, holding no job row: the queued or running tasks of
+        these (job, attempt)s still cancelled that the cancel skipped, locked in task id
+        order (waiting is safe now)."""
+        return conn.execute(
+            "UPDATE app.tasks SET status = 'cancelled', lease_expires_at = NULL,"
+            " updated_at = now() WHERE task_id IN (SELECT t.task_id FROM app.tasks t"
+            "  JOIN app.jobs j ON j.job_id = t.parent_job_id AND j.attempt = t.attempt"
+            "  JOIN unnest(%s::text[], %s::int[]) AS c(job_id, attempt)"
+            "   ON c.job_id = j.job_id AND c.attempt = j.attempt"
+            "  WHERE j.status = 'cancelled' AND t.status = ANY(%s) AND t.stage <> 0"
+            "  ORDER BY t.task_id FOR UPDATE OF t)",
+            ([j for j, _ in jobs], [a for _, a in jobs], list(ACTIVE))).rowcount
 
     # -- new attempts ---------------------------------------------------------------------
     def restart(self, conn: psycopg.Connection, job_id: str, parameters: dict[str, Any],
@@ -164,7 +191,9 @@ class JobControlRepository:
         unsent messages), only those that have ended and whose cleanup task is not still
         queued or running; each leaves its id and last attempt in app.purged_jobs.
         Returns the ids purged. Outputs (blobs, tables, catalogue items) are untouched."""
-        pending = self.lock_tasks(conn, job_ids)
+        self.lock_tasks(conn, job_ids)
+        self.lock_jobs(conn, job_ids)
+        pending = self.cleanup_pending(conn, job_ids)
         rows = conn.execute(
             "WITH gone AS (DELETE FROM app.jobs WHERE job_id = ANY(%s)"
             "  AND status <> ALL(%s) AND job_id <> ALL(%s) RETURNING job_id, attempt)"

@@ -98,7 +98,8 @@ def test_bulk_cancel_rerun_and_purge_over_thousands_of_jobs(host, database):
     assert ("cancelled", 2) not in by  # each queued with its first message, and running
     # Stop them again, then purge: a dry run, then the records of every finished one
     code, body = post(host, "/api/jobs/cancel", {"id_prefix": "", "status": "queued,processing"})
-    assert code == 200 and body["acted_on"] == body["matched"]
+    # (a job may complete between its chunk being read and cancelled: matched, not acted on)
+    assert code == 200 and 0 < body["acted_on"] <= body["matched"] <= N
     code, body = post(host, "/api/jobs/purge", {"job_type": "hello_world", "dry_run": True})
     assert code == 200 and body == {"matched": N, "acted_on": 0, "dry_run": True}
     code, body, seconds = timed(host, "/api/jobs/purge", {"job_type": "hello_world"})
