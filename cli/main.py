@@ -11,9 +11,7 @@ import contextlib
 import json
 import re
 import sys
-import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Annotated, Any, Iterator, Optional, Sequence, TextIO
 
 import typer
@@ -23,15 +21,12 @@ from rich.text import Text
 
 from . import render
 from .client import DEFAULT_URL, ApiError, Client, ConnectionFailed
+from .params import (merge, parse_params, parse_value,  # noqa: F401 (tests import it)
+                     read_params_file, split_values)
+from .watching import EXIT_API, watch_job
 
 URL_ENV = "GEOJOBS_URL"
 KEY_ENV = "GEOJOBS_KEY"
-TERMINAL = ("completed", "failed", "completed_with_errors", "cancelled")
-EXIT_OK, EXIT_JOB_FAILED, EXIT_USAGE, EXIT_API, EXIT_TIMEOUT, EXIT_INTERRUPTED = (
-    0, 1, 2, 3, 4, 130)
-# A watch rides out this many failed polls in a row (host restarting, a 503) before it
-# gives up with exit code 3.
-WATCH_TOLERATED_FAILURES = 10
 HEX = re.compile(r"[0-9a-f]+")
 
 app = typer.Typer(
@@ -135,64 +130,6 @@ def api_errors(cfg: Config) -> Iterator[None]:
                                   f"(is the host running? set --url or ${URL_ENV})") from None
 
 
-# -- arguments ----------------------------------------------------------------------------
-def parse_value(raw: str) -> Any:
-    """JSON when it parses (5 -> 5, true -> true, [1,2] -> a list), else the text."""
-    try:
-        return json.loads(raw)
-    except ValueError:
-        return raw
-
-
-def parse_params(items: Sequence[str]) -> dict[str, Any]:
-    """k=v pairs; a dotted key (filter.prefix=x) sets a field of an object."""
-    params: dict[str, Any] = {}
-    for item in items:
-        key, sep, raw = item.partition("=")
-        if not sep or not key.strip():
-            raise typer.BadParameter(f"{item!r} is not KEY=VALUE", param_hint="--param")
-        target = params
-        *parents, leaf = key.strip().split(".")
-        for part in parents:
-            target = target.setdefault(part, {})
-            if not isinstance(target, dict):
-                raise typer.BadParameter(f"{key!r}: {part} is given a value and fields",
-                                         param_hint="--param")
-        target[leaf] = parse_value(raw)
-    return params
-
-
-def merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
-    """over on top of base; objects merged field by field."""
-    merged = dict(base)
-    for key, value in over.items():
-        if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = merge(merged[key], value)
-        else:
-            merged[key] = value
-    return merged
-
-
-def read_params_file(path: str) -> dict[str, Any]:
-    try:
-        text = sys.stdin.read() if path == "-" else Path(path).read_text(encoding="utf-8")
-    except OSError as exc:
-        raise typer.BadParameter(f"{path}: {exc.strerror or exc}", param_hint="--file") from None
-    try:
-        data = json.loads(text)
-    except ValueError as exc:
-        raise typer.BadParameter(f"{path} is not JSON: {exc}", param_hint="--file") from None
-    if not isinstance(data, dict):
-        raise typer.BadParameter(f"{path} holds a JSON {type(data).__name__}, not an object",
-                                 param_hint="--file")
-    return data
-
-
-def split_values(values: Optional[Sequence[str]]) -> list[str]:
-    """--status failed --status completed and --status failed,completed alike."""
-    return [v.strip() for value in values or () for v in value.split(",") if v.strip()]
-
-
 def resolve_id(cfg: Config, client: Client, job_id: str) -> str:
     """A full job id as given; a shorter hex prefix is the one job whose id starts so.
     A prefix no job has goes to the API as it is, so the API says what is wrong."""
@@ -209,50 +146,6 @@ def resolve_id(cfg: Config, client: Client, job_id: str) -> str:
 
 
 # -- watching -----------------------------------------------------------------------------
-def watch_job(cfg: Config, client: Client, job_id: str, interval: float = 0.5,
-              timeout: Optional[float] = None) -> int:
-    """Polls the job's status until it ends, showing progress; its exit code."""
-    deadline = None if not timeout else time.monotonic() + timeout
-    failures = 0
-    doc: dict[str, Any] = {}
-    watcher = (contextlib.nullcontext() if cfg.as_json
-               else render.Watcher(cfg.out, job_id))
-    try:
-        with watcher as shown:
-            while True:
-                try:
-                    doc = client.status(job_id)
-                    failures = 0
-                except (ConnectionFailed, ApiError) as exc:
-                    # The job goes on while the host restarts or answers 503: ride it out.
-                    transient = isinstance(exc, ConnectionFailed) or exc.status >= 500
-                    failures += 1
-                    if not doc or not transient or failures >= WATCH_TOLERATED_FAILURES:
-                        raise
-                    time.sleep(interval)
-                    continue
-                if shown is not None:
-                    shown.show(doc)
-                if doc.get("status") in TERMINAL:
-                    break
-                if deadline is not None and time.monotonic() > deadline:
-                    cfg.err.print(Text(f"gave up after {timeout:g} s: job {job_id} is still "
-                                       f"{doc.get('status')} (geojobs watch {job_id})"),
-                                  soft_wrap=True)
-                    return EXIT_TIMEOUT
-                time.sleep(interval)
-    except KeyboardInterrupt:
-        cfg.err.print(Text(f"stopped watching; the job goes on (geojobs watch {job_id})"),
-                      soft_wrap=True)
-        return EXIT_INTERRUPTED
-    if cfg.as_json:
-        render.print_json(cfg.out, doc)
-    else:
-        cfg.out.print()
-        render.ending(cfg.out, doc)
-    return EXIT_OK if doc.get("status") == "completed" else EXIT_JOB_FAILED
-
-
 IntervalOption = Annotated[float, typer.Option(
     "--interval", min=0.05, help="Seconds between two polls of the job's status.")]
 TimeoutOption = Annotated[Optional[float], typer.Option(
@@ -465,145 +358,6 @@ def tasks(ctx: typer.Context,
     next_page_hint(cfg, page.get("continuation_token"), "tasks")
 
 
-# -- cancel, rerun, purge: one job by ID, or every job the filters match -------------------
-DryRun = Annotated[bool, typer.Option(
-    "--dry-run", help="Without ID: only count the jobs the filters match; change nothing.")]
-OptionalId = Annotated[Optional[str], typer.Argument(
-    metavar="ID", show_default=False,
-    help="A job id (or the start of one); without it, every job the filters match.")]
-
-
-def bulk_body(cfg: Config, command: str, job_id: Optional[str], filters: dict[str, Any],
-              dry_run: bool) -> Optional[dict[str, Any]]:
-    """None for one job (ID given); the bulk request's body for filters."""
-    if job_id:
-        if filters or dry_run:
-            raise typer.BadParameter(f"give an ID or filters, not both (geojobs {command} "
-                                     f"--help)", param_hint="ID")
-        return None
-    if not filters:
-        raise typer.BadParameter(f"give a job ID, or at least one filter (--status, "
-                                 f"--job-type, ...) to {command} every job it matches",
-                                 param_hint="ID")
-    return {**filters, "dry_run": dry_run}
-
-
-def show_action(cfg: Config, answer: Any, done: str, job_id: Optional[str] = None) -> None:
-    if cfg.as_json:
-        render.print_json(cfg.out, answer if answer is not None else {"job_id": job_id})
-        return
-    if not isinstance(answer, dict):
-        cfg.out.print(Text(f"job {job_id} {done}"), soft_wrap=True)
-        return
-    if "matched" in answer or "acted_on" in answer:
-        dry = " (dry run: nothing changed)" if answer.get("dry_run") else ""
-        cfg.out.print(Text(f"matched {answer.get('matched')} job(s), {done} "
-                           f"{answer.get('acted_on')}{dry}"), soft_wrap=True)
-    elif answer.get("job_id"):
-        line = Text(f"job {answer['job_id']} {done}")
-        if answer.get("status"):
-            line.append(", status ")
-            line.append_text(render.styled(answer["status"]))
-        cfg.out.print(line, soft_wrap=True)
-    for name, value in answer.items():
-        if name in ("matched", "acted_on", "dry_run", "job_id", "status") or value is None:
-            continue
-        if isinstance(value, list):
-            cfg.out.print(Text(f"{name}: {len(value)}"), soft_wrap=True)
-            for item in value:
-                cfg.out.print(Text(f"  {item if not isinstance(item, dict) else json.dumps(item)}"),
-                              soft_wrap=True)
-        else:
-            text = json.dumps(value, ensure_ascii=False) if isinstance(value, dict) else value
-            cfg.out.print(Text(f"{name}: {text}"), soft_wrap=True)
-
-
-@app.command()
-def cancel(ctx: typer.Context, job_id: OptionalId = None,
-           reason: Annotated[Optional[str], typer.Option(
-               "--reason", show_default=False, help="Why, kept with the job.")] = None,
-           status_: StatusFilter = None, job_type: TypeFilter = None,
-           created_after: CreatedAfter = None, created_before: CreatedBefore = None,
-           updated_after: UpdatedAfter = None, id_prefix: IdPrefix = None,
-           dry_run: DryRun = False,
-           url: UrlOption = None, key: KeyOption = None, as_json: JsonOption = False) -> None:
-    """Cancel a job (POST /api/jobs/ID/cancel), or every job the filters match
-    (POST /api/jobs/cancel)."""
-    cfg = config(ctx, url, key, as_json)
-    filters = job_filters(status_, job_type, created_after, created_before, updated_after,
-                          id_prefix)
-    body = bulk_body(cfg, "cancel", job_id, filters, dry_run)
-    client = cfg.client()
-    with api_errors(cfg):
-        if body is None:
-            assert job_id is not None
-            job_id = resolve_id(cfg, client, job_id)
-            answer = client.cancel(job_id, reason)
-        else:
-            answer = client.bulk("cancel", {**body, **({"reason": reason} if reason else {})})
-    show_action(cfg, answer, "cancelled", job_id)
-
-
-@app.command()
-def rerun(ctx: typer.Context, job_id: OptionalId = None,
-          from_start: Annotated[bool, typer.Option(
-              "--from-start", help="Run again from stage 1, not from the stage that "
-                                   "failed.")] = False,
-          status_: StatusFilter = None, job_type: TypeFilter = None,
-          created_after: CreatedAfter = None, created_before: CreatedBefore = None,
-          updated_after: UpdatedAfter = None, id_prefix: IdPrefix = None,
-          dry_run: DryRun = False,
-          watch_: Annotated[bool, typer.Option(
-              "--watch", "-w", help="With ID: then watch the job until it ends.")] = False,
-          interval: IntervalOption = 0.5, timeout: TimeoutOption = None,
-          url: UrlOption = None, key: KeyOption = None, as_json: JsonOption = False) -> None:
-    """Run a job again (POST /api/jobs/ID/rerun), or every job the filters match
-    (POST /api/jobs/rerun)."""
-    cfg = config(ctx, url, key, as_json)
-    filters = job_filters(status_, job_type, created_after, created_before, updated_after,
-                          id_prefix)
-    body = bulk_body(cfg, "rerun", job_id, filters, dry_run)
-    if watch_ and body is not None:
-        raise typer.BadParameter("--watch goes with a job ID", param_hint="--watch")
-    client = cfg.client()
-    with api_errors(cfg):
-        if body is None:
-            assert job_id is not None
-            job_id = resolve_id(cfg, client, job_id)
-            answer = client.rerun(job_id, from_start)
-        else:
-            answer = client.bulk("rerun", {**body, **({"from": "start"} if from_start else {})})
-        if not (watch_ and cfg.as_json):
-            show_action(cfg, answer, "rerun", job_id)
-        if watch_:
-            watched = answer.get("job_id", job_id) if isinstance(answer, dict) else job_id
-            raise typer.Exit(watch_job(cfg, client, watched, interval, timeout))
-
-
-@app.command()
-def purge(ctx: typer.Context, job_id: OptionalId = None,
-          status_: StatusFilter = None, job_type: TypeFilter = None,
-          created_after: CreatedAfter = None, created_before: CreatedBefore = None,
-          updated_after: UpdatedAfter = None, id_prefix: IdPrefix = None,
-          dry_run: DryRun = False,
-          url: UrlOption = None, key: KeyOption = None, as_json: JsonOption = False) -> None:
-    """Delete a job and its tasks (DELETE /api/jobs/ID), or every job the filters match
-    (POST /api/jobs/purge)."""
-    cfg = config(ctx, url, key, as_json)
-    filters = job_filters(status_, job_type, created_after, created_before, updated_after,
-                          id_prefix)
-    body = bulk_body(cfg, "purge", job_id, filters, dry_run)
-    client = cfg.client()
-    with api_errors(cfg):
-        if body is None:
-            assert job_id is not None
-            job_id = resolve_id(cfg, client, job_id)
-            answer = client.purge(job_id)
-        else:
-            answer = client.bulk("purge", body)
-    show_action(cfg, answer, "purged", job_id)
-
-
 # -- entry points -------------------------------------------------------------------------
 def run(argv: Optional[Sequence[str]] = None, out: Optional[TextIO] = None,
         err: Optional[TextIO] = None) -> int:
@@ -625,6 +379,9 @@ def main() -> None:
     """The geojobs console script."""
     sys.exit(run())
 
+
+# cancel, rerun and purge register their commands on app (cli/control.py)
+from . import control  # noqa: E402,F401
 
 if __name__ == "__main__":
     main()
