@@ -8,6 +8,7 @@ from typing import Any, Callable
 from config import get_settings
 from exceptions import JobValidationError
 from jobs.container_params import CONTAINER_NAME, CONTAINER_RULE
+from jobs.geo_params import check_crs
 from jobs.validation_errors import named_pattern_error
 
 FORMATS = ("csv", "geojson", "json", "gpkg", "kml", "kmz", "shp", "zip", "parquet")
@@ -86,19 +87,6 @@ def _extension_of(blob_name: str) -> str:
     return name.rsplit(".", 1)[-1].lower() if "." in name else ""
 
 
-def _crs_code(value: str, parameter: str) -> Any:
-    from pyproj import CRS
-    from pyproj.exceptions import CRSError
-
-    try:
-        return CRS.from_user_input(value)
-    except CRSError as exc:
-        raise JobValidationError(
-            f"Parameter '{parameter}' is not a coordinate reference system PROJ knows "
-            f"({value!r}: {exc}); give an EPSG code such as EPSG:4326, or WKT",
-            parameter) from None
-
-
 def _converter_rules(params: dict[str, Any], fmt: str) -> None:
     conv = params["converter_params"]
     if ("lat_name" in conv) != ("lon_name" in conv):
@@ -148,8 +136,8 @@ def validate_ingest_parameters(validate: Callable[[Any], dict[str, Any]],
     out["file_extension"] = fmt
     _converter_rules(out, fmt)
     if out.get("source_crs"):
-        _crs_code(out["source_crs"], "source_crs")
-    target = _crs_code(out["target_crs"], "target_crs")
+        check_crs(out["source_crs"], "source_crs")
+    target = check_crs(out["target_crs"], "target_crs")
     epsg = target.to_epsg()
     if not epsg:
         raise JobValidationError(

@@ -20,14 +20,14 @@ from typing import Any, Optional
 from exceptions import JobValidationError
 from jobs.base import JobBase, JobExecutionContext
 from jobs.mixins import JobBaseMixin
-from jobs.raster_params import RASTER_PARAMETERS, RASTER_SUBMIT_CHECKS, check_crs, \
+from jobs.geo_params import check_crs, collection_parameter
+from jobs.raster_params import RASTER_PARAMETERS, RASTER_SUBMIT_CHECKS, \
     validate_raster_parameters
 
 OUTPUT_TIERS = ("visualization", "analysis", "archive", "all")
 RESAMPLING = ("nearest", "bilinear", "cubic", "cubic_spline", "lanczos", "average", "mode",
               "gauss", "rms")
 ITEM_ID = r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}"
-COLLECTION_ID = r"[a-z0-9._-]{1,64}"
 
 PARAMETERS: dict[str, dict[str, Any]] = {
     **RASTER_PARAMETERS,
@@ -44,8 +44,7 @@ PARAMETERS: dict[str, dict[str, Any]] = {
                                            "categorical data, else average)"},
     "reproject_resampling": {"type": "str", "choices": list(RESAMPLING),
                              "description": "how pixels are reprojected (default nearest)"},
-    "collection_id": {"type": "str", "default": "system-rasters", "pattern": COLLECTION_ID,
-                      "description": "the STAC collection (created when missing)"},
+    "collection_id": collection_parameter("system-rasters"),
     "item_id": {"type": "str", "pattern": ITEM_ID,
                 "description": "the STAC item's id (default: the blob's stem; with several "
                                "tiers each item is {item_id}-{tier})"},

@@ -8,9 +8,9 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from config import get_settings
-from exceptions import JobValidationError
 from jobs.container_params import CONTAINER_NAME, CONTAINER_RULE
 from jobs.declarations import SubmitCheck
+from jobs.geo_params import check_crs
 from jobs.validation_errors import named_pattern_error
 
 RASTER_TYPES = ("auto", "rgb", "rgba", "dem", "categorical", "multispectral", "nir")
@@ -39,20 +39,6 @@ RASTER_SUBMIT_CHECKS = (
     SubmitCheck("blob_etag", parameter="blob_name", identity="source_etag",
                 arguments={"container": "container_name", "blob": "blob_name"}),
 )
-
-
-def check_crs(value: str, parameter: str) -> Any:
-    """The pyproj CRS of value, or a JobValidationError naming the parameter."""
-    from pyproj import CRS
-    from pyproj.exceptions import CRSError
-
-    try:
-        return CRS.from_user_input(value)
-    except CRSError as exc:
-        raise JobValidationError(
-            f"Parameter '{parameter}' is not a coordinate reference system PROJ knows "
-            f"({value!r}: {exc}); give an EPSG code such as EPSG:4326, or WKT",
-            parameter) from None
 
 
 def validate_raster_parameters(validate: Callable[[Any], dict[str, Any]],

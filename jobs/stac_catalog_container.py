@@ -12,7 +12,7 @@ from typing import Any, Optional
 from jobs.base import JobBase, JobExecutionContext
 from jobs.container_params import ContainerJobMixin, container_parameters
 from jobs.mixins import JobBaseMixin
-from jobs.process_raster import COLLECTION_ID
+from jobs.geo_params import collection_parameter
 
 ERRORS_LISTED = 10
 
@@ -28,9 +28,7 @@ def _parameters() -> dict[str, Any]:
     schema = container_parameters(
         {"type": "int", "min": 1, "max": 100_000, "default": 10_000,
          "description": "catalogue at most this many matching rasters"})
-    schema["collection_id"] = {"type": "str", "default": "system-rasters",
-                               "pattern": COLLECTION_ID,
-                               "description": "the STAC collection (created when missing)"}
+    schema["collection_id"] = collection_parameter("system-rasters")
     return schema
 
 

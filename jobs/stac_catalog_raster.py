@@ -11,7 +11,8 @@ from jobs.base import JobBase
 from jobs.container_params import CONTAINER_NAME, CONTAINER_RULE
 from jobs.declarations import SubmitCheck
 from jobs.mixins import JobBaseMixin, SingleTaskJobMixin
-from jobs.process_raster import COLLECTION_ID, ITEM_ID, stem_of
+from jobs.geo_params import collection_parameter
+from jobs.process_raster import ITEM_ID, stem_of
 from jobs.validation_errors import named_pattern_error
 
 
@@ -27,9 +28,7 @@ class StacCatalogRasterJob(SingleTaskJobMixin, JobBaseMixin, JobBase):
         "container_name": {"type": "str", "pattern": CONTAINER_NAME,
                            "description": "its container (default: SILVER_COGS_CONTAINER, "
                                           "silver-cogs)"},
-        "collection_id": {"type": "str", "default": "system-rasters",
-                          "pattern": COLLECTION_ID,
-                          "description": "the STAC collection (created when missing)"},
+        "collection_id": collection_parameter("system-rasters"),
         "item_id": {"type": "str", "pattern": ITEM_ID,
                     "description": "the item's id (default: the blob's stem)"},
     }

@@ -11,14 +11,13 @@ from config import get_settings
 from exceptions import JobValidationError
 from jobs.base import JobBase
 from jobs.declarations import SubmitCheck
+from jobs.geo_params import COLLECTION_RULE, collection_parameter
 from jobs.mixins import JobBaseMixin, SingleTaskJobMixin
 from jobs.validation_errors import named_pattern_error
 
 TABLE_NAME = r"[A-Za-z_][A-Za-z0-9_]{0,62}"
 TABLE_RULE = ("1 to 63 characters: letters, digits and underscores, not starting with a "
               "digit")
-COLLECTION_ID = r"[a-z0-9._-]{1,64}"
-COLLECTION_RULE = "1 to 64 characters: lowercase letters, digits, '-', '_' and '.'"
 RULES = {"table_name": TABLE_RULE, "collection_id": COLLECTION_RULE}
 
 
@@ -35,9 +34,7 @@ class StacCatalogVectorsJob(SingleTaskJobMixin, JobBaseMixin, JobBase):
                        "description": "the table to catalogue"},
         "schema": {"type": "str", "default": "geo", "min_length": 1, "max_length": 63,
                    "description": "its schema, one of GEO_ALLOWED_SCHEMAS"},
-        "collection_id": {"type": "str", "default": "system-vectors",
-                          "pattern": COLLECTION_ID,
-                          "description": "the STAC collection (created when missing)"},
+        "collection_id": collection_parameter("system-vectors"),
         "source_file": {"type": "str", "min_length": 1, "max_length": 1024,
                         "description": "the file the table was loaded from"},
         "source_datetime": {"type": "datetime",
