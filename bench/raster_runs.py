@@ -18,7 +18,6 @@ validate, upload, item; stage walls from the tasks' timestamps); the host's peak
 from __future__ import annotations
 
 import os
-import shutil
 import sys
 import tempfile
 import time

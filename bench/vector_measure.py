@@ -190,35 +190,17 @@ def ogr2ogr_run(source: Path, layer: str, pg: str, schema: str, table: str,
     command = [exe, "-f", "PostgreSQL", pg, str(source), layer, "-nln", table,
                "-lco", f"SCHEMA={schema}", "-lco", "GEOMETRY_NAME=geom",
                "-lco", "SPATIAL_INDEX=GIST"]
+    from .job_measure import timed_command  # (job_measure imports this module)
+
     server_log = ServerLog(log)
-    started = time.perf_counter()
-    output_file = tempfile.TemporaryFile()
-    proc = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=output_file,
-                            stderr=subprocess.STDOUT)
-    cpu = CpuClock({}, postmaster)
-    with MemorySampler(proc.pid, interval=0.02) as memory:
-        deadline = time.monotonic() + timeout
-        while True:
-            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
-            if pid:
-                break
-            if time.monotonic() > deadline:
-                proc.kill()
-                pid, status, usage = os.wait4(proc.pid, 0)
-                break
-            time.sleep(0.02)
-    seconds = time.perf_counter() - started
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    output_file.seek(0)
-    output = output_file.read().decode(errors="replace")
-    output_file.close()
+    with tempfile.TemporaryDirectory() as folder:
+        output_path = Path(folder) / "ogr2ogr.log"
+        run = timed_command(command, output_path, timeout, "ogr2ogr", postmaster=postmaster)
+        output = output_path.read_text(errors="replace")
     shown = " ".join(command).replace(pg, "PG:<same server, bench database>")
     out: dict[str, Any] = {
         "tool": "ogr2ogr", "version": version.strip(), "command": shown,
-        "seconds": seconds, "returncode": proc.returncode,
-        **memory.result(),
-        "cpu": cpu.stop(ogr2ogr=usage.ru_utime + usage.ru_stime),
-        "server_statements": server_log.summary()}
-    if proc.returncode:
-        out["error"] = f"ogr2ogr exited with {proc.returncode}: {output.strip()[-500:]}"
+        **run, "server_statements": server_log.summary()}
+    if run["returncode"]:
+        out["error"] = f"ogr2ogr exited with {run['returncode']}: {output.strip()[-500:]}"
     return out

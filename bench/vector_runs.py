@@ -25,12 +25,10 @@ from pathlib import Path
 from typing import Any, Optional
 
 from .cpu import postmaster_of
-from .hosts import HostGroup
 from .server import BenchServer
-from .storage_runs import _storage, _submit
+from .storage_runs import _storage
 from .vector_files import cached
-from .vector_measure import LOG_MIN_DURATION_MS, CpuClock, MemorySampler, ServerLog, \
-    ogr2ogr_run
+from .vector_measure import LOG_MIN_DURATION_MS, ServerLog, ogr2ogr_run
 
 DATABASE = "bench_vector"
 SCHEMA = "geo"
@@ -180,53 +178,25 @@ def ingest_run(server: BenchServer, geo: GeoServer, connection_string: str, blob
     if handlers:
         env["TASK_BATCH_CONCURRENCY"] = str(handlers)
     log = ServerLog(geo.server.log_path)
-    with HostGroup(1, database_url=server.url, mode="batch", task_concurrency=concurrency,
-                   stats_prefix=workdir / f"{tag}-sql", log_dir=workdir / tag,
-                   extra_env=env) as group:
-        host = group.hosts[0]
-        idle_mb = host.rss_mb()
-        pids = {"host": host.pid}
-        if azurite_pid:
-            pids["azurite"] = azurite_pid
-        cpu = CpuClock(pids, geo.postmaster, server.postmaster)
-        with MemorySampler(host.pid) as memory:
-            started = time.perf_counter()
-            job_id = _submit(host.url, "ingest_vector", params)
-            deadline = time.monotonic() + timeout
-            with server.connect() as conn:
-                while True:
-                    row = conn.execute("SELECT status, result_data, error_details"
-                                       " FROM app.jobs WHERE job_id = %s",
-                                       (job_id,)).fetchone()
-                    if row[0] in ENDED:
-                        break
-                    if time.monotonic() > deadline:
-                        raise RuntimeError(f"ingest_vector {tag} did not end within "
-                                           f"{timeout:g} s; see {workdir / tag}")
-                        # the host is stopped on the way out
-                    time.sleep(0.05)
-            seconds = time.perf_counter() - started
-        cpu_used = cpu.stop()
-        mem = memory.result()
-    with server.connect() as conn:
-        cur = conn.cursor()
-        cur.execute("SELECT stage, task_index, status, result_data, started_at, updated_at"
-                    " FROM app.tasks WHERE parent_job_id = %s ORDER BY stage, task_index",
-                    (job_id,))
-        names = [c.name for c in cur.description]
-        tasks = [dict(zip(names, r)) for r in cur.fetchall()]
-    result = row[1] or {}
+    from .job_measure import job_on_fresh_host  # (job_measure imports this module)
+
+    run = job_on_fresh_host(server, "ingest_vector", params, env=env,
+                            pids={"azurite": azurite_pid} if azurite_pid else {},
+                            postmaster=geo.postmaster, workdir=workdir, timeout=timeout,
+                            tag=tag, concurrency=concurrency)
+    seconds, tasks, job_id, memory = run["seconds"], run["tasks"], run["job_id"], run["sampler"]
+    result = run["result"]
     rows = result.get("rows_loaded") or 0
     parts = split(tasks, seconds)
-    out = {"tool": "ingest_vector", "tag": tag, "job_id": job_id, "status": row[0],
-           "error": row[2], "seconds": seconds, "rows": rows,
+    out = {"tool": "ingest_vector", "tag": tag, "job_id": job_id, "status": run["status"],
+           "error": run["error"], "seconds": seconds, "rows": rows,
            "rows_in_table": geo.count(table),
            "rows_per_second": rows / seconds if seconds else None,
            "chunks": result.get("chunks"), "chunk_size": chunk_size,
            "chunk_rows": ((tasks[0]["result_data"] or {}).get("chunk_size")
                           if tasks else None),
-           "host_idle_mb": None if idle_mb is None else round(idle_mb, 1),
-           **mem, "cpu": cpu_used, "split": parts,
+           "host_idle_mb": run["host_idle_mb"],
+           **run["memory"], "cpu": run["cpu"], "split": parts,
            "stage_peak_mb": {name: memory.peak_between(*window) if window else None
                              for name, window in parts.pop("stage_windows").items()},
            "server_statements": log.summary(), "task_concurrency": concurrency,
