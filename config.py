@@ -99,6 +99,11 @@ class Settings(BaseSettings):
     # The raster jobs' limit: the largest input raster (downloaded to the temporary disk);
     # a larger one fails at once, naming the setting.
     raster_max_file_mb: float = Field(default=10240.0, gt=0, alias="RASTER_MAX_FILE_MB")
+    # process_raster keeps the source it downloaded for validation on the instance's
+    # temporary disk for its COG tasks (services/raster_source_cache.py): at most this
+    # much (least recently used out first); 0 downloads it for every task.
+    raster_source_cache_mb: float = Field(default=20480.0, ge=0,
+                                          alias="RASTER_SOURCE_CACHE_MB")
 
     # The geospatial database (infrastructure/geo_db.py): vector tables in the allowed
     # schemas, the STAC catalogue in schema pgstac. GEO_DATABASE_URL when set, else

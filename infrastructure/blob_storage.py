@@ -16,16 +16,20 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import IO, Any, Iterator, Optional
+from typing import IO, TYPE_CHECKING, Any, Iterator, Optional
 
+from azure.core import MatchConditions
 from azure.core.exceptions import (
     AzureError, ClientAuthenticationError, HttpResponseError, ResourceExistsError,
-    ResourceNotFoundError, ServiceRequestError, ServiceResponseError,
+    ResourceModifiedError, ResourceNotFoundError, ServiceRequestError, ServiceResponseError,
 )
 from azure.storage.blob import BlobServiceClient, ContentSettings, LinearRetry
 
 from config import Settings, get_settings
 from exceptions import ConfigurationError, PermanentError, TransientError
+
+if TYPE_CHECKING:
+    from infrastructure.blob_upload import GrowingUpload
 
 CHUNK_BYTES = 4 * 1024 * 1024  # streamed downloads and uploads move this much at a time
 PAGE_SIZE = 5000  # blobs per listing page (the service's maximum)
@@ -48,6 +52,11 @@ class BlobNotFoundError(PermanentError):
 
 class StorageUnavailableError(TransientError):
     """Blob storage could not be reached or answered with a server error."""
+
+
+class BlobChangedError(TransientError):
+    """The blob was replaced while it was read (its etag no longer the one asked for):
+    the task is tried again, with the new version."""
 
 
 @dataclass(frozen=True)
@@ -231,13 +240,23 @@ class BlobStorage:
                 written += len(chunk)
             return written
 
-    def download_file(self, container: str, blob: str, path: str | Path) -> int:
+    def download_file(self, container: str, blob: str, path: str | Path,
+                      etag: Optional[str] = None) -> int:
         """Download a blob into a file, several ranges at once (a file can be written out
-        of order; a stream cannot)."""
+        of order; a stream cannot). With etag, only that version: a blob replaced since
+        is a BlobChangedError."""
+        condition: dict[str, Any] = {}
+        if etag:
+            condition = {"etag": f'"{etag.strip(chr(34))}"',
+                         "match_condition": MatchConditions.IfNotModified}
         with open(path, "wb") as out, _translated(container, blob):
-            stream = self.service.get_blob_client(container, blob).download_blob(
-                max_concurrency=TRANSFER_CONCURRENCY)
-            return stream.readinto(out)
+            try:
+                stream = self.service.get_blob_client(container, blob).download_blob(
+                    max_concurrency=TRANSFER_CONCURRENCY, **condition)
+                return stream.readinto(out)
+            except ResourceModifiedError as exc:
+                raise BlobChangedError(f"{container}/{blob} was replaced while it was "
+                                       "read; it is read again") from exc
 
     # -- writing --------------------------------------------------------------------------
     def upload_from(self, container: str, blob: str, readable: IO[bytes],
@@ -262,6 +281,16 @@ class BlobStorage:
         with open(path, "rb") as source:
             return self.upload_from(container, blob, source, length=path.stat().st_size,
                                     content_type=content_type, metadata=metadata)
+
+    def growing_upload(self, container: str, blob: str, path: str | Path,
+                       content_type: Optional[str] = None,
+                       metadata: Optional[dict[str, str]] = None) -> "GrowingUpload":
+        """Upload a file while it is being written (infrastructure/blob_upload.py): use
+        as a context manager around the writing, then commit() once it is complete."""
+        from infrastructure.blob_upload import GrowingUpload
+
+        return GrowingUpload(self, container, blob, Path(path), content_type=content_type,
+                             metadata=metadata, concurrency=TRANSFER_CONCURRENCY)
 
     def url(self, container: str, blob: str) -> str:
         """The blob's plain URL (no SAS token: never a link that expires)."""
@@ -298,5 +327,5 @@ def set_blob_storage(storage: Optional[BlobStorage]) -> None:
         _storage = storage
 
 
-__all__ = ["AzureError", "BlobInfo", "BlobNotFoundError", "BlobStorage",
+__all__ = ["AzureError", "BlobChangedError", "BlobInfo", "BlobNotFoundError", "BlobStorage",
            "StorageUnavailableError", "get_blob_storage", "set_blob_storage"]

@@ -105,7 +105,9 @@ class ProcessRasterJob(JobBaseMixin, JobBase):
                     for tier in tiers]
         cogs = [r["result"] for r in previous_results]
         return [{"parameters": {"collection_id": job_params["collection_id"],
-                                "items": [c["item"] for c in cogs]}}]
+                                "items": [c["item"] for c in cogs],
+                                "source": {"container_name": job_params["container_name"],
+                                           "blob_name": job_params["blob_name"]}}}]
 
     @classmethod
     def finalize_job(cls, context: JobExecutionContext) -> dict[str, Any]:

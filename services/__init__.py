@@ -28,7 +28,7 @@ ALL_HANDLERS: dict[str, Callable[..., dict[str, Any]]] = {
     "ingest_vector_cleanup": ingest_vector.cleanup,
     "process_raster_validate": raster.process_raster_validate,
     "process_raster_cog": raster.process_raster_cog,
-    "process_raster_stac": raster.catalog_rasters,
+    "process_raster_stac": raster.process_raster_stac,
     "process_raster_cleanup": raster.process_raster_cleanup,
     "stac_catalog_raster": raster.catalog_rasters,
 }

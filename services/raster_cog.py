@@ -14,6 +14,7 @@ Every tier: 512-pixel blocks, overviews down to one block, nodata and masks kept
 
 from __future__ import annotations
 
+import shutil
 import time
 import warnings
 from pathlib import Path
@@ -91,7 +92,10 @@ def make_cog(source: Path, output: Path, tier: str, params: dict[str, Any]) -> d
         if params.get("source_crs"):
             with rasterio.open(source) as probe:
                 needs_crs = probe.crs is None
-            if needs_crs:
+            if needs_crs:  # the CRS written into a copy: the source may be shared
+                copy = output.with_name(f"source-{source.name}")
+                shutil.copyfile(source, copy)
+                source = copy
                 with rasterio.open(source, "r+") as editable:
                     editable.crs = CRS.from_user_input(params["source_crs"])
         with rasterio.open(source) as src:

@@ -15,7 +15,8 @@ from exceptions import PermanentError
 from infrastructure.blob_storage import get_blob_storage
 from infrastructure.stac_repository import StacRepository
 from services.raster_cog import fitting_tiers, make_cog, tier_fits
-from services.raster_sources import fetch_raster, remove
+from services.raster_source_cache import raster_source, release_source
+from services.raster_sources import remove
 from services.raster_stac import item_for_blob, provenance, raster_item, upsert_items
 
 JOB_METADATA_KEY = "geojobs_job_id"
@@ -25,39 +26,53 @@ def _findings_text(findings: list[dict[str, Any]]) -> str:
     return "; ".join(f"{f['severity']}: {f['message']}" for f in findings)
 
 
+def _tiers(params: dict[str, Any], report: dict[str, Any], label: str
+           ) -> tuple[list[str], bool, Any]:
+    """The tiers to make, whether band 4 is alpha, and the detected type; a raster that is
+    not valid (or a tier that does not suit it) is a PermanentError naming why."""
+    if not report["valid"]:
+        counted = [f for f in report["findings"] if f["severity"] == "error" or (
+            params.get("strict_mode") and f["severity"] == "warning")]
+        raise PermanentError(
+            f"{label} is not valid{' (strict_mode: warnings count)' if params.get('strict_mode') else ''}"
+            f", so no COG was made: {_findings_text(counted)}")
+    meta = report["metadata"]
+    detected = (report.get("raster_type") or {}).get("detected")
+    # band 4 of 4 is alpha when the data says so (GDAL labels any 4-band uint8 so)
+    alpha = meta["bands"] == 4 and detected == "rgba"
+    if params["output_tier"] == "all":
+        return fitting_tiers(meta["bands"], meta["dtype"], alpha), alpha, detected
+    if tier_fits(params["output_tier"], meta["bands"], meta["dtype"], alpha):
+        return [params["output_tier"]], alpha, detected
+    raise PermanentError(
+        f"output_tier {params['output_tier']} does not suit {label} "
+        f"({meta['bands']} band(s) of {meta['dtype']}): visualization (JPEG) needs "
+        "3-band 8-bit data; choose analysis, archive or all")
+
+
 def process_raster_validate(params: dict[str, Any], context: dict[str, Any]
                             ) -> dict[str, Any]:
     from services.raster_validation import validate_raster
 
+    container, blob = params["container_name"], params["blob_name"]
+    label = f"{container}/{blob}"
     folder = Path(tempfile.mkdtemp(prefix="raster-validate-"))
+    started = time.monotonic()
     try:
-        label = f"{params['container_name']}/{params['blob_name']}"
-        path = fetch_raster(get_blob_storage(), params["container_name"],
-                            params["blob_name"], folder)
-        report = validate_raster(str(path), label, params)
-        if not report["valid"]:
-            counted = [f for f in report["findings"] if f["severity"] == "error" or (
-                params.get("strict_mode") and f["severity"] == "warning")]
-            raise PermanentError(
-                f"{label} is not valid{' (strict_mode: warnings count)' if params.get('strict_mode') else ''}"
-                f", so no COG was made: {_findings_text(counted)}")
-        meta = report["metadata"]
-        detected = (report.get("raster_type") or {}).get("detected")
-        # band 4 of 4 is alpha when the data says so (GDAL labels any 4-band uint8 so)
-        alpha = meta["bands"] == 4 and detected == "rgba"
-        if params["output_tier"] == "all":
-            tiers = fitting_tiers(meta["bands"], meta["dtype"], alpha)
-        elif tier_fits(params["output_tier"], meta["bands"], meta["dtype"], alpha):
-            tiers = [params["output_tier"]]
-        else:
-            raise PermanentError(
-                f"output_tier {params['output_tier']} does not suit {label} "
-                f"({meta['bands']} band(s) of {meta['dtype']}): visualization (JPEG) needs "
-                "3-band 8-bit data; choose analysis, archive or all")
+        # the source stays on this instance for the COG stage (released by the STAC stage)
+        with raster_source(get_blob_storage(), container, blob, folder) as path:
+            downloaded = time.monotonic()
+            report = validate_raster(str(path), label, params)
+        tiers, alpha, detected = _tiers(params, report, label)
+    except BaseException:
+        release_source(get_blob_storage(), container, blob)  # no COG stage follows
+        raise
     finally:
         remove(folder)
     return {"summary": report, "tiers": tiers, "categorical": detected == "categorical",
-            "alpha_band": 4 if alpha else None}
+            "alpha_band": 4 if alpha else None,
+            "seconds": {"download": round(downloaded - started, 3),
+                        "validate": round(time.monotonic() - downloaded, 3)}}
 
 
 def cog_blob(params: dict[str, Any], tier: str) -> str:
@@ -75,17 +90,22 @@ def process_raster_cog(params: dict[str, Any], context: dict[str, Any]) -> dict[
     try:
         started = time.monotonic()
         source_info = storage.get_properties(params["container_name"], params["blob_name"])
-        path = fetch_raster(storage, params["container_name"], params["blob_name"], folder)
-        downloaded = time.monotonic()
         output = folder / f"cog_{tier}.tif"
-        made = make_cog(path, output, tier, params)
-        path.unlink(missing_ok=True)  # the input's disk space, before the upload
         container = settings.silver_cogs_container
         name = cog_blob(params, tier)
-        uploading = time.monotonic()
         storage.create_container(container)
-        storage.upload_file(container, name, output, content_type="image/tiff",
-                            metadata={JOB_METADATA_KEY: job_id})
+        with raster_source(storage, params["container_name"], params["blob_name"],
+                           folder) as path:
+            downloaded = time.monotonic()
+            # the COG's blocks go up as GDAL writes them; the blob appears at commit,
+            # once the COG is whole and valid
+            with storage.growing_upload(container, name, output, content_type="image/tiff",
+                                        metadata={JOB_METADATA_KEY: job_id}) as upload:
+                made = make_cog(path, output, tier, params)
+                if path.parent == folder:
+                    path.unlink(missing_ok=True)  # the input's disk space
+                uploading = time.monotonic()
+                upload.commit()
         uploaded = time.monotonic()
         source = f"{params['container_name']}/{params['blob_name']}"
         item = raster_item(output, params["item"], params["collection_id"],
@@ -98,7 +118,9 @@ def process_raster_cog(params: dict[str, Any], context: dict[str, Any]) -> dict[
                "upload": round(uploaded - uploading, 3),
                "item": round(time.monotonic() - uploaded, 3)}
     return {**made, "blob": name, "container": container, "item_id": params["item"],
-            "seconds": seconds, "item": item}
+            "seconds": seconds, "item": item,
+            "upload_blocks": {"while_converting": upload.staged_early,
+                              "staged_again": upload.restaged}}
 
 
 def catalog_rasters(params: dict[str, Any], context: dict[str, Any]) -> dict[str, Any]:
@@ -121,6 +143,17 @@ def catalog_rasters(params: dict[str, Any], context: dict[str, Any]) -> dict[str
             "seconds": round(time.monotonic() - started, 3)}
 
 
+def process_raster_stac(params: dict[str, Any], context: dict[str, Any]) -> dict[str, Any]:
+    """process_raster's last stage: the items upserted, then this instance's copy of the
+    source (kept for the COG stage) removed."""
+    result = catalog_rasters(params, context)
+    source = params.get("source") or {}
+    if source:
+        release_source(get_blob_storage(), source["container_name"],
+                       source["blob_name"])
+    return result
+
+
 def process_raster_cleanup(params: dict[str, Any], context: dict[str, Any]
                            ) -> dict[str, Any]:
     """A failed job's partial outputs: the COGs it uploaded (blobs it marked as its own,
@@ -132,6 +165,8 @@ def process_raster_cleanup(params: dict[str, Any], context: dict[str, Any]
     storage = get_blob_storage()
     container = get_settings().silver_cogs_container
     deleted, items = [], []
+    if job_params.get("blob_name"):
+        release_source(storage, job_params["container_name"], job_params["blob_name"])
     if job_params and storage.container_exists(container):
         for tier in OUTPUT_TIERS[:-1]:
             name = cog_blob(job_params, tier)
