@@ -5,7 +5,8 @@ for it (seed 002's "Vector ETL Jobs"; ../shared/design/geo-jobs.md).
                      columns, writes each chunk to the temp container as GeoParquet and
                      creates the job's staging table
     stage 2 load     one task per chunk COPYs it into the staging table, exactly once (a
-                     file of one chunk is loaded by prepare itself: no task here)
+                     file of one chunk is loaded by prepare itself, streamed as it is
+                     read: no task here)
     stage 3 publish  one task makes the table appear complete in one transaction (fail,
                      replace or append), indexes it, catalogues it and deletes the chunks
 

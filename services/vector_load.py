@@ -65,11 +65,17 @@ def csv_blocks(table: pa.Table) -> Iterator[bytes]:
         yield sink.getvalue()
 
 
-def load_table(job_id: str, chunk: int, table: pa.Table, multi: bool) -> bool:
-    """COPY the chunk into the staging table once; False when it was loaded already."""
+def copy_rows(table: pa.Table, multi: bool) -> tuple[list[str], pa.Table]:
+    """The attribute columns' names, and the table as COPY reads it: id, the columns, geom
+    as hex WKB."""
     geometry = hex_wkb(table.column(GEOMETRY), multi)
     table = table.set_column(table.column_names.index(GEOMETRY), GEOMETRY, geometry)
     columns = [c for c in table.column_names if c not in (KEY, GEOMETRY)]
-    table = table.select([KEY, *columns, GEOMETRY])
+    return columns, table.select([KEY, *columns, GEOMETRY])
+
+
+def load_table(job_id: str, chunk: int, table: pa.Table, multi: bool) -> bool:
+    """COPY the chunk into the staging table once; False when it was loaded already."""
+    columns, table = copy_rows(table, multi)
     return VectorStaging().copy_chunk(job_id, chunk, columns, table.num_rows,
                                       csv_blocks(table))

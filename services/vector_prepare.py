@@ -1,7 +1,9 @@
 """ingest_vector's stage 1 (one task): claim the target table, download the file, read it
 in batches, clean the geometries, map the columns, and write chunks of about 50 MB of
 GeoParquet to the temp container (rows numbered from 1, so a chunk loaded again gets the
-same keys); then create the job's staging table. Memory holds one chunk, not the file."""
+same keys); then create the job's staging table. Memory holds one chunk, not the file.
+A file that makes one chunk is not uploaded: it is COPYed into the staging table batch by
+batch while it is read (services/vector_stream.py), or, when that cannot be, after."""
 
 from __future__ import annotations
 
@@ -22,13 +24,17 @@ from exceptions import PermanentError
 from infrastructure.blob_storage import get_blob_storage
 from infrastructure.vector_staging import GEOMETRY, VectorStaging
 from services.vector_cleaning import GeometryCleaner
-from services.vector_chunks import ChunkWriter
+from services.vector_chunks import MAX_CHUNK, ChunkWriter
 from services.vector_columns import Column, convert, plan_columns
 from services.vector_load import load_table
 from services.vector_reader import open_reader
 from services.vector_sources import VectorFileError, fetch, remove
+from services.vector_stream import OneChunkStream
 
 READ_BATCH = 65_536
+# A file that may make one chunk is streamed into its table as it is read: smaller batches
+# keep less of the COPY for after the last one (docs/performance.md, "Vector ingest")
+STREAM_BATCH = 16_384
 
 
 def resolve_crs(info_crs: Optional[str], params: dict[str, Any], label: str,
@@ -83,6 +89,7 @@ def prepare(params: dict[str, Any], context: dict[str, Any]) -> dict[str, Any]:
     folder = Path(tempfile.mkdtemp(prefix="ingest-vector-"))
     timings = {"download": 0.0, "read": 0.0, "clean": 0.0, "write": 0.0}
     writer: Optional[ChunkWriter] = None
+    stream: Optional[OneChunkStream] = None
     try:
         started = time.monotonic()
         info_blob = blobs.get_properties(params["container_name"], params["blob_name"])
@@ -95,6 +102,7 @@ def prepare(params: dict[str, Any], context: dict[str, Any]) -> dict[str, Any]:
             lat_lon = "lat_name" in params["converter_params"]
             crs = resolve_crs(info.crs, params, source.label, lat_lon)
             target = CRS.from_user_input(params["target_crs"])
+            srid = int(target.to_epsg())
             geometry = params.get("geometry_params") or {}
             cleaner = GeometryCleaner(_transformer(crs, target), geometry.get("simplify"),
                                       geometry.get("quantize"), source.label)
@@ -104,9 +112,17 @@ def prepare(params: dict[str, Any], context: dict[str, Any]) -> dict[str, Any]:
                                        "crs": target.to_json_dict()}}})
             columns: Optional[list[Column]] = None
             attributes: list[str] = []
+            stream = OneChunkStream(job_id, info.features, srid)
+
+            def run_facts() -> dict[str, Any]:
+                return {"source_last_modified": info_blob.last_modified.astimezone(
+                            timezone.utc).isoformat().replace("+00:00", "Z"),
+                        "source": f"{params['container_name']}/{params['blob_name']}",
+                        "attribute_indexes": attributes}
             renamed: dict[str, str] = {}
             rows_read = 0
-            batch_size = min(params.get("chunk_size") or READ_BATCH, READ_BATCH)
+            most = STREAM_BATCH if 0 <= info.features < MAX_CHUNK else READ_BATCH
+            batch_size = min(params.get("chunk_size") or most, most)
             clock = time.monotonic()
             for batch in reader.batches(batch_size):
                 timings["read"] += time.monotonic() - clock
@@ -124,6 +140,8 @@ def prepare(params: dict[str, Any], context: dict[str, Any]) -> dict[str, Any]:
                     else pa.table({GEOMETRY: wkb})
                 timings["clean"] += time.monotonic() - clock
                 writer.add(kept)
+                stream.feed(kept, cleaner.layer_type(), writer.chunk_rows,
+                            bool(writer.chunks), _pg_columns(columns), run_facts)
                 clock = time.monotonic()
             single = writer.finish()
         except (VectorFileError, PermanentError):
@@ -141,18 +159,17 @@ def prepare(params: dict[str, Any], context: dict[str, Any]) -> dict[str, Any]:
                 f"{source.label} has no features to load ({rows_read} read, "
                 f"{sum(cleaner.dropped.values())} dropped: "
                 f"{dict(cleaner.dropped) or 'none'})")
-        srid = int(target.to_epsg())
         columns = columns or []
-        staging.create_staging(job_id, [(c.name, c.pg_type) for c in columns],
-                               geometry_type, srid,
-                               {"source_last_modified": info_blob.last_modified.astimezone(
-                                   timezone.utc).isoformat().replace("+00:00", "Z"),
-                                "source": f"{params['container_name']}/{params['blob_name']}",
-                                "attribute_indexes": attributes})
-        if single is not None:  # the whole file is one chunk: loaded here, not uploaded
-            clock = time.monotonic()
-            load_table(job_id, 0, single, promote)
-            timings["load"] = time.monotonic() - clock
+        found = layer_facts(cleaner, geometry_type, promote, srid)
+        clock = time.monotonic()
+        if stream.commit(single, geometry_type, found):  # streamed while read: loaded
+            timings["load"] = stream.waited
+        else:
+            staging.create_staging(job_id, _pg_columns(columns), geometry_type, srid,
+                                   {**run_facts(), **found})
+            if single is not None:  # the whole file is one chunk: loaded here
+                load_table(job_id, 0, single, promote)
+                timings["load"] = time.monotonic() - clock
         timings["write"] = writer.seconds
         return {
             "rows_read": rows_read,
@@ -174,9 +191,27 @@ def prepare(params: dict[str, Any], context: dict[str, Any]) -> dict[str, Any]:
             "seconds": {k: round(v, 3) for k, v in timings.items()},
         }
     finally:
+        if stream is not None:
+            stream.abort()  # a stream still open here failed: rolled back
         if writer is not None:
             writer.close()
         remove(folder)
+
+
+def _pg_columns(columns: Optional[list[Column]]) -> list[tuple[str, str]]:
+    return [(c.name, c.pg_type) for c in columns or []]
+
+
+def layer_facts(cleaner: GeometryCleaner, geometry_type: str, promote: bool,
+                srid: int) -> dict[str, Any]:
+    """What publish's catalogue needs to know of the loaded rows besides their count:
+    their geometry types as PostGIS names them (all multi when promoted) and their
+    extent in the table's SRID."""
+    types = {geometry_type} if promote else \
+        {"LineString" if t == "LinearRing" else t for t in cleaner.types}
+    return {"geometry_types": sorted(t.upper() for t in types), "srid": srid,
+            "bounds": [float(v) for v in cleaner.bounds]
+            if cleaner.bounds is not None else None}
 
 
 def cleaned_wkb(batch: Any, geoms: np.ndarray, changed: np.ndarray) -> pa.Array:
