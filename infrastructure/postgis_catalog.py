@@ -125,6 +125,13 @@ class PostgisCatalog(TableCatalog):
         return TableFacts(schema, table, column.name, srid, int(stats["row_count"]),
                           sorted(stats["types"]), bbox, [c.name for c in columns])
 
+    def extent_wgs84(self, schema: str, table: str, column: str, srid: int) -> list[float]:
+        """The extent of the column's geometries in EPSG:4326 ([x0, y0, x1, y1]; the
+        table must have some)."""
+        with self._database().connection() as conn:
+            return self._extent_wgs84(conn, sql.Identifier(schema, table),
+                                      sql.Identifier(column), srid)
+
     @staticmethod
     def _data_srid(conn: Any, target: sql.Composable, geom: sql.Composable,
                    name: str) -> int:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import io
 import time
-from typing import Any
+from typing import Any, Optional
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -14,8 +14,9 @@ import pyarrow.parquet as pq
 from config import get_settings
 from exceptions import PermanentError
 from infrastructure.blob_storage import get_blob_storage
+from infrastructure.postgis_catalog import WGS84, PostgisCatalog, TableFacts
 from infrastructure.vector_publish import VectorPublisher
-from infrastructure.vector_staging import VectorStaging
+from infrastructure.vector_staging import GEOMETRY, VectorStaging
 from services.service_stac_catalog_vectors import catalogue_table
 from services.vector_chunks import chunk_prefix
 from services.vector_load import load_table
@@ -24,6 +25,8 @@ from services.vector_prepare import prepare
 __all__ = ["prepare", "load_chunk", "publish", "cleanup"]
 
 COLLECTION_ID = "system-vectors"
+
+
 def load_chunk(params: dict[str, Any], context: dict[str, Any]) -> dict[str, Any]:
     job_id = context["job_id"]
     started = time.monotonic()
@@ -54,6 +57,23 @@ def _delete_chunks(job_id: str) -> int:
     return deleted
 
 
+def _known_facts(schema: str, table: str, published: dict[str, Any],
+                 facts: dict[str, Any]) -> Optional[TableFacts]:
+    """The published table's facts for its STAC item from what the job knows, without
+    reading the table: a table the job created or replaced holds its loaded rows only
+    (counted by the load ledger), of the types and within the bounds prepare found; only
+    an extent in another SRID than EPSG:4326 is read (each geometry transformed). An
+    appended table holds other rows too: None, it is read whole."""
+    if published.get("outcome") not in ("created", "replaced") \
+            or facts.get("geometry_types") is None or facts.get("bounds") is None:
+        return None
+    srid = int(facts["srid"])
+    bbox = facts["bounds"] if srid == WGS84 else \
+        PostgisCatalog().extent_wgs84(schema, table, GEOMETRY, srid)
+    return TableFacts(schema, table, GEOMETRY, srid, int(published["rows_loaded"]),
+                      list(facts["geometry_types"]), [float(v) for v in bbox], [GEOMETRY])
+
+
 def publish(params: dict[str, Any], context: dict[str, Any]) -> dict[str, Any]:
     job_id = context["job_id"]
     schema, table = params["schema"], params["table_name"]
@@ -67,7 +87,8 @@ def publish(params: dict[str, Any], context: dict[str, Any]) -> dict[str, Any]:
         f"Loaded by ingest_vector job {job_id} from {source}")
     indexed = time.monotonic()
     item = catalogue_table(schema, table, COLLECTION_ID, job_id, source_file=source,
-                           source_datetime=facts.get("source_last_modified"))
+                           source_datetime=facts.get("source_last_modified"),
+                           facts=_known_facts(schema, table, result, facts))
     deleted = _delete_chunks(job_id)
     return {**result, "bbox": item["bbox"], "stac_item_id": item["item_id"],
             "collection_id": COLLECTION_ID, "chunks_deleted": deleted,

@@ -7,7 +7,7 @@ from datetime import datetime, timezone
 from typing import Any, Optional
 
 from exceptions import PermanentError
-from infrastructure.postgis_catalog import PostgisCatalog
+from infrastructure.postgis_catalog import PostgisCatalog, TableFacts
 from infrastructure.stac_repository import StacRepository
 from services.stac_vector_item import keep_creation, vector_item
 
@@ -25,11 +25,13 @@ def stac_catalog_vectors(params: dict[str, Any], context: dict[str, Any]) -> dic
 
 def catalogue_table(schema: str, table: str, collection_id: str, job_id: str,
                     source_file: Optional[str] = None,
-                    source_datetime: Optional[str] = None) -> dict[str, Any]:
-    """Upsert the STAC item of a PostGIS table (its collection created when missing)."""
+                    source_datetime: Optional[str] = None,
+                    facts: Optional[TableFacts] = None) -> dict[str, Any]:
+    """Upsert the STAC item of a PostGIS table (its collection created when missing);
+    facts, when the caller knows them exactly, spare reading the table for them."""
     # A missing table, no geometry column or no SRID: PostgisTableError, a ValueError
     # (permanent: a retry cannot help).
-    facts = PostgisCatalog().describe(schema, table)
+    facts = facts or PostgisCatalog().describe(schema, table)
     if facts.bbox is None:
         raise PermanentError(
             f"table {schema}.{table} has no geometries ({facts.row_count} rows): its "

@@ -2,7 +2,8 @@
 it, against real Azurite and PostGIS: a prepare that crashes halfway through its streamed
 COPY leaves nothing, and its retry (or a second delivery) loads every row once; a layer
 whose type changes after the first batch, or a file with more rows than its feature count
-said, falls back to loading what prepare kept."""
+said, falls back to loading what prepare kept; the catalogue's facts from prepare are the
+ones a full read of the table gives."""
 
 from __future__ import annotations
 
@@ -13,6 +14,8 @@ import pytest
 from shapely.geometry import MultiPolygon, box
 
 from infrastructure.geo_db import get_geo_database
+from infrastructure.postgis_catalog import PostgisCatalog
+from infrastructure.stac_repository import StacRepository
 from jobs import ALL_JOBS
 from services import service_ingest_vector as ingest
 from services import vector_prepare, vector_stream
@@ -158,3 +161,26 @@ def test_more_rows_than_the_feature_count_said_fall_back_to_chunks(
         ingest.load_chunk(task["parameters"], {"job_id": job_id})
     # Then every row is there once
     assert staged(job_id)["table"] == {"n": 300, "ids": 300, "lo": 1, "hi": 300}
+
+
+@pytest.mark.parametrize("target_crs", ["EPSG:4326", "EPSG:3857"])
+def test_the_catalogue_facts_from_prepare_are_the_tables_own(
+        blob_storage, geo_database, target_crs, no_fallback, monkeypatch):
+    # Given polygons and multipolygons (promoted), one invalid and repaired
+    vf.upload(blob_storage, "poly.gpkg", vf.written(vf.polygons_mixed(), ".gpkg"))
+    params = params_for("poly.gpkg", "poly", target_crs=target_crs)
+    job_id = uuid.uuid4().hex * 2
+    # When the job's prepare and publish run
+    ingest.prepare(params, {"job_id": job_id})
+    with monkeypatch.context() as patch:
+        patch.setattr(PostgisCatalog, "describe", lambda *a: pytest.fail("table read"))
+        published = ingest.publish(params, {"job_id": job_id})
+    # Then, without reading the table for them, the item says what a full read says
+    facts = PostgisCatalog().describe("geo", "poly")
+    assert facts.row_count == published["rows_loaded"] == 3
+    assert published["bbox"] == facts.bbox
+    item = StacRepository().get_item("system-vectors", published["stac_item_id"])
+    assert item["bbox"] == facts.bbox
+    assert item["properties"]["table:row_count"] == 3
+    assert item["properties"]["geojobs:geometry_types"] == facts.geometry_types \
+        == ["MULTIPOLYGON"]
