@@ -110,7 +110,8 @@ def split(tasks: list[dict], wall: float) -> dict[str, Any]:
     return {"parts": parts, "stage1_download_estimated": estimated, "stage_walls": walls,
             "stage_windows": windows, "cog_other": round(cog_other, 3),
             "between_stages": round(wall - sum(v or 0 for v in walls.values()), 3),
-            "cog_size": cog.get("size"), "overview_levels": cog.get("overview_levels")}
+            "cog_size": cog.get("size"), "overview_levels": cog.get("overview_levels"),
+            "upload_blocks": cog.get("upload_blocks")}
 
 
 def job_run(server: BenchServer, geo: GeoServer, connection_string: str,

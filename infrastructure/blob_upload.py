@@ -34,7 +34,7 @@ from azure.storage.blob import BlobBlock, ContentSettings
 if TYPE_CHECKING:
     from infrastructure.blob_storage import BlobInfo, BlobStorage
 
-BLOCK_BYTES = 8 * 1024 * 1024
+BLOCK_BYTES = 4 * 1024 * 1024
 POLL_SECONDS = 0.05
 WATCH_CONCURRENCY = 2  # blocks staged at once while the file is written
 
