@@ -66,7 +66,7 @@ def prepare_steps(path: Path, chunk_rows: int, folder: Path) -> dict[str, Any]:
         if columns is None:
             columns, _ = plan_columns(batch.attributes.schema, info.json_fields)
         step = time.perf_counter()
-        keep, geoms = cleaner.clean(batch.wkb)
+        keep, geoms = cleaner.clean_batch(batch)
         seconds["clean"] += time.perf_counter() - step
         step = time.perf_counter()
         kept = convert(batch.attributes.filter(pa.array(keep)), columns)

@@ -127,12 +127,12 @@ def prepare(params: dict[str, Any], context: dict[str, Any]) -> dict[str, Any]:
             for batch in reader.batches(batch_size):
                 timings["read"] += time.monotonic() - clock
                 clock = time.monotonic()
-                rows_read += len(batch.wkb)
+                rows_read += len(batch.column)
                 if columns is None:
                     columns, renamed = plan_columns(batch.attributes.schema,
                                                     info.json_fields)
                     attributes = index_columns(params["indexes"]["attributes"], columns)
-                keep, geoms = cleaner.clean(batch.wkb)
+                keep, geoms = cleaner.clean_batch(batch)
                 mask = pa.array(keep)
                 kept = convert(batch.attributes.filter(mask), columns)
                 wkb = cleaned_wkb(batch, geoms, cleaner.changed).filter(mask)

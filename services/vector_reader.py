@@ -27,8 +27,16 @@ WKB_COLUMN_NAMES = ("wkb_geometry", "geometry", "geom", "the_geom")
 @dataclass
 class Batch:
     attributes: pa.Table
-    wkb: np.ndarray  # object array of bytes or None
-    column: pa.Array  # the same WKB as Arrow binary
+    column: pa.Array  # the geometries' WKB as Arrow binary
+    _wkb: Optional[np.ndarray] = None
+
+    @property
+    def wkb(self) -> np.ndarray:
+        """The same WKB as an object array of bytes or None (made when first asked: a
+        batch of plain points is cleaned without it)."""
+        if self._wkb is None:
+            self._wkb = _as_objects(self.column)
+        return self._wkb
 
     @property
     def extended(self) -> np.ndarray:
@@ -134,13 +142,12 @@ class OgrReader:
                     raise VectorFileError(f"{self.source.label} has no geometry column")
                 column = table.column(geo_name)
                 column = _binary(column)
+                wkb = None
                 if has_curves(column):
                     wkb = self._linearized(layer, offset, table.num_rows)
                     column = pa.array(list(wkb), pa.binary())
-                else:
-                    wkb = _as_objects(column)
                 offset += table.num_rows
-                yield Batch(table.drop_columns([geo_name]), wkb, column)
+                yield Batch(table.drop_columns([geo_name]), column, wkb)
 
     def _linearized(self, layer: Optional[str], offset: int, count: int) -> np.ndarray:
         """The batch's geometries read again by GDAL's feature reader, which linearizes
@@ -195,7 +202,7 @@ class ParquetReader:
                     f"{self.source.label} has no column {self.column} (its GeoParquet "
                     "primary_column)")
             column = _binary(table.column(self.column))
-            yield Batch(table.drop_columns([self.column]), _as_objects(column), column)
+            yield Batch(table.drop_columns([self.column]), column)
 
 
 def _layers(source: SourceFile) -> list[tuple[str, Optional[str]]]:

@@ -113,3 +113,60 @@ def test_hex_encoding_matches_python_for_slices_and_nulls():
         [None if v is None else v.hex() for v in values]
     assert hex_wkb(pa.array([shapely.to_wkb(box(0, 0, 1, 1))]), multi=True).to_pylist() == \
         [_multi(shapely.to_wkb(box(0, 0, 1, 1))).hex()]
+
+
+def _points_batch(values):
+    from services.vector_reader import Batch
+
+    return Batch(pa.table({"n": list(range(len(values)))}), pa.array(values, pa.binary()))
+
+
+@pytest.mark.parametrize("byte_order", [0, 1])
+def test_plain_points_are_cleaned_without_geos_as_geos_would(byte_order):
+    # Given 2D points of one byte order, as a whole batch and as a slice of one
+    values = [shapely.to_wkb(Point(x, -x / 3), byte_order=byte_order)
+              for x in np.linspace(-170, 170, 50)]
+    for batch in (_points_batch(values), _points_batch([b"x"] + values)):
+        if len(batch.column) > len(values):
+            batch = type(batch)(batch.attributes.slice(1), batch.column.slice(1))
+        # When cleaned by clean_batch (no GEOS) and by clean (GEOS)
+        fast, slow = GeometryCleaner(), GeometryCleaner()
+        keep, geoms = fast.clean_batch(batch)
+        keep_geos, _ = slow.clean(np.array(values, dtype=object))
+        # Then the same rows, types, bounds and nothing changed; GEOS was not asked
+        assert keep.tolist() == keep_geos.tolist() == [True] * len(values)
+        assert all(g is None for g in geoms) and not fast.changed.any()
+        assert fast.types == slow.types == {"Point"}
+        assert fast.bounds.tolist() == slow.bounds.tolist()
+
+
+@pytest.mark.parametrize("odd", [
+    None, shapely.to_wkb(Point(1, 2), byte_order=0), shapely.to_wkb(Point(1, 2, 3)),
+    shapely.to_wkb(shapely.set_srid(Point(1, 2), 4326), include_srid=True),
+    struct.pack("<BIdd", 1, 1, float("nan"), float("nan")),  # POINT EMPTY
+    struct.pack("<BIdd", 1, 1, float("inf"), 0.0), shapely.to_wkb(box(0, 0, 1, 1)),
+])
+def test_a_batch_with_anything_but_plain_points_goes_through_geos(odd):
+    from services.vector_cleaning import plain_points
+
+    values = [shapely.to_wkb(Point(0, 0)), odd]
+    assert plain_points(pa.array(values, pa.binary())) is None
+
+    def outcome(clean):
+        cleaner = GeometryCleaner()
+        try:
+            keep, _ = clean(cleaner)
+        except Exception as exc:  # the same error either way (inf: GEOS refuses it)
+            return type(exc).__name__
+        return keep.tolist(), dict(cleaner.dropped), cleaner.types, cleaner.changed.tolist()
+
+    assert outcome(lambda c: c.clean_batch(_points_batch(values))) == \
+        outcome(lambda c: c.clean(np.array(values, dtype=object)))
+
+
+def test_reprojected_points_go_through_geos():
+    from pyproj import Transformer
+
+    cleaner = GeometryCleaner(Transformer.from_crs(4326, 3857, always_xy=True))
+    cleaner.clean_batch(_points_batch([shapely.to_wkb(Point(10, 50))]))
+    assert cleaner.changed.all() and cleaner.bounds[0] == pytest.approx(1113194.9, abs=1)
