@@ -23,6 +23,8 @@ from typing import Any, Optional
 import numpy as np
 
 from exceptions import PermanentError
+from services.raster_types import overview_levels
+from services.raster_warp import gdal_cog, mask_only, placement, warped_copy
 
 TIERS = ("visualization", "analysis", "archive")
 BLOCK = 512
@@ -80,8 +82,6 @@ def make_cog(source: Path, output: Path, tier: str, params: dict[str, Any]) -> d
     fails validation, raises CogError."""
     import rasterio
     from rasterio.crs import CRS
-    from rasterio.vrt import WarpedVRT
-    from rasterio.enums import Resampling
     from rio_cogeo.cogeo import cog_translate, cog_validate
 
     started = time.monotonic()
@@ -91,13 +91,21 @@ def make_cog(source: Path, output: Path, tier: str, params: dict[str, Any]) -> d
     with rasterio.Env(**config):
         if params.get("source_crs"):
             with rasterio.open(source) as probe:
-                needs_crs = probe.crs is None
+                needs_crs = probe.crs is None and not probe.gcps[1]
             if needs_crs:  # the CRS written into a copy: the source may be shared
                 copy = output.with_name(f"source-{source.name}")
                 shutil.copyfile(source, copy)
                 source = copy
                 with rasterio.open(source, "r+") as editable:
                     editable.crs = CRS.from_user_input(params["source_crs"])
+        with rasterio.open(source) as probe:
+            why = placement(probe)
+            target = params.get("target_crs")
+            if target or why:  # warped first: tiles need a north-up grid
+                crs = CRS.from_user_input(target) if target else (
+                    probe.gcps[1] or probe.crs if why == "gcps" else probe.crs)
+                source = warped_copy(probe, output.with_name(f"warped-{output.name}"),
+                                     crs, params.get("reproject_resampling") or "nearest")
         with rasterio.open(source) as src:
             alpha = params["alpha_band"] if "alpha_band" in params else _alpha_band(src)
             dtype = src.dtypes[0]
@@ -111,23 +119,18 @@ def make_cog(source: Path, output: Path, tier: str, params: dict[str, Any]) -> d
                 if tier == "visualization" and alpha else None
             overview = params.get("overview_resampling") or (
                 "nearest" if params.get("categorical") else "average")
-            target = params.get("target_crs")
-            dataset: Any = src
-            if target:
-                dataset = WarpedVRT(src, crs=CRS.from_user_input(target),
-                                    resampling=Resampling[params.get(
-                                        "reproject_resampling") or "nearest"])
-            try:
+            masked = mask_only(src)
+            levels = overview_levels(src.width, src.height, BLOCK)
+            if masked and tier != "visualization":  # rio-cogeo would drop the mask
+                gdal_cog(source, output, tier, dtype, overview)
+            else:
                 with warnings.catch_warnings():
                     warnings.filterwarnings("ignore", "Non-standard compression schema")
-                    cog_translate(dataset, str(output), profile, indexes=indexes,
+                    cog_translate(src, str(output), profile, indexes=indexes,
                                   add_mask=add_mask, overview_resampling=overview,
-                                  in_memory=False, config=config, quiet=True,
-                                  forward_band_tags=True, forward_ns_tags=True,
-                                  temporary_compression="DEFLATE")
-            finally:
-                if dataset is not src:
-                    dataset.close()
+                                  overview_level=levels, in_memory=False, config=config,
+                                  quiet=True, forward_band_tags=True,
+                                  forward_ns_tags=True, temporary_compression="DEFLATE")
     converted = time.monotonic()
     valid, errors, _ = cog_validate(str(output), quiet=True)
     if not valid:

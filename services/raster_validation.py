@@ -55,7 +55,8 @@ def resolve_crs(ds: Any, params: dict[str, Any], label: str, found: Findings
 
     given = params.get("source_crs")
     given_crs = CRS.from_user_input(given) if given else None
-    own = CRS.from_wkt(ds.crs.to_wkt()) if ds.crs else None
+    crs = ds.crs or (ds.gcps[1] if ds.transform.is_identity else None)  # or the GCPs'
+    own = CRS.from_wkt(crs.to_wkt()) if crs else None
     if own is not None and given_crs is not None:
         if not same_crs(own, given_crs):
             found.add("error", "crs_contradicts",
@@ -66,7 +67,7 @@ def resolve_crs(ds: Any, params: dict[str, Any], label: str, found: Findings
                       f"source_crs {given} is the raster's own CRS; it is not needed")
         return own, "file"
     if own is not None:
-        return own, "file"
+        return own, "file" if ds.crs else "gcps"
     if given_crs is not None:
         found.add("info", "crs_from_source_crs",
                   f"{label} has no CRS; source_crs {given} is used (write it into the file "
@@ -83,20 +84,20 @@ def check_georeferencing(ds: Any, crs: Any, source: Optional[str], bounds: list[
                          found: Findings) -> Optional[list[float]]:
     """Findings about the transform and bounds; returns the bounds in EPSG:4326 or None."""
     t = ds.transform
-    if t.is_identity:
-        if ds.gcps[0]:
-            found.add("warning", "gcps_only",
-                      f"the raster is placed by {len(ds.gcps[0])} ground control points, not "
-                      "a geotransform: warp it first (gdalwarp) so it can be tiled")
-        else:
-            found.add("error", "not_georeferenced",
-                      "the raster has no geotransform (only pixel coordinates): it cannot "
-                      "be placed on a map; georeference it first")
+    if t.is_identity and ds.gcps[0]:
+        found.add("warning", "gcps_only",
+                  f"the raster is placed by {len(ds.gcps[0])} ground control points, not "
+                  "a geotransform: tiles need a north-up grid, so process_raster warps it "
+                  "to one first (or warp it yourself: gdalwarp)")
+    elif t.is_identity:
+        found.add("error", "not_georeferenced",
+                  "the raster has no geotransform (only pixel coordinates): it cannot "
+                  "be placed on a map; georeference it first")
         return None
-    if t.b or t.d:
+    elif t.b or t.d:
         found.add("warning", "rotated",
-                  "the geotransform is rotated or sheared: tile servers need north-up "
-                  "rasters; warp it (gdalwarp) first")
+                  "the geotransform is rotated or sheared: tiles need a north-up grid, so "
+                  "process_raster warps it to one first (or warp it yourself: gdalwarp)")
     if crs is None:
         return None
     if crs.is_geographic:
@@ -116,6 +117,26 @@ def check_georeferencing(ds: Any, crs: Any, source: Optional[str], bounds: list[
                       "longitudes run past 180 (the 0 to 360 convention): most map tools "
                       "expect -180 to 180; shift it (gdalwarp --config CENTER_LONG 0)")
     return wgs84_bounds(crs, bounds, found)
+
+
+def placed_bounds(ds: Any, crs: Any) -> list[float]:
+    """The raster's bounds in its CRS: from its geotransform, or for a raster placed by
+    ground control points only, from the grid a warp of them makes."""
+    if ds.transform.is_identity and ds.gcps[0] and crs is not None:
+        from rasterio.crs import CRS as RioCRS
+        from rasterio.transform import array_bounds
+        from rasterio.warp import calculate_default_transform
+
+        rio_crs = RioCRS.from_wkt(crs.to_wkt())
+        try:
+            transform, width, height = calculate_default_transform(
+                rio_crs, rio_crs, ds.width, ds.height, gcps=ds.gcps[0])
+            return list(array_bounds(height, width, transform))
+        except Exception:  # GCPs GDAL cannot fit: the pixel bounds, reported as such
+            pass
+    b = ds.bounds
+    return [min(b.left, b.right), min(b.bottom, b.top),
+            max(b.left, b.right), max(b.bottom, b.top)]
 
 
 def wgs84_bounds(crs: Any, bounds: list[float], found: Findings) -> Optional[list[float]]:
@@ -181,9 +202,7 @@ def validate_raster(path: str, label: str, params: dict[str, Any]) -> dict[str, 
                     + (f" (it has subdatasets: {', '.join(ds.subdatasets[:5])})"
                        if ds.subdatasets else ""))
             crs, crs_source = resolve_crs(ds, params, label, found)
-            b = ds.bounds
-            bounds = [min(b.left, b.right), min(b.bottom, b.top),
-                      max(b.left, b.right), max(b.bottom, b.top)]
+            bounds = placed_bounds(ds, crs)
             bounds_wgs84 = check_georeferencing(ds, crs, crs_source, bounds, found)
             dtypes = list(ds.dtypes)
             dtype = dtypes[0]

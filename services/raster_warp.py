@@ -1,0 +1,107 @@
+"""process_raster's preparation of rasters rio-cogeo cannot tile as they are, and the COG
+writer for rasters whose transparency is a mask:
+
+- a raster placed by ground control points only (no geotransform), or with a rotated or
+  sheared geotransform, or reprojected to target_crs, is warped first into a north-up
+  temporary GeoTIFF (warped_copy): tiles and tile servers need a north-up grid. The warp's
+  empty edges are marked: by the source's nodata when it has one, else by its alpha band,
+  else by an internal mask (never left as zeros that read as data);
+- a raster whose transparency is a mask (no nodata, no alpha band) is written with GDAL's
+  own COG driver (gdal_cog): rio-cogeo keeps such a mask only for 8- and 16-bit data of 1
+  or 3 bands and silently drops it otherwise (a float DEM's mask became "all valid")."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+
+BLOCK = 512
+
+
+def placement(ds: Any) -> Optional[str]:
+    """Why the raster must be warped before tiling: "gcps" (placed by ground control
+    points only), "rotated" (a rotated or sheared geotransform), or None."""
+    t = ds.transform
+    if t.is_identity and ds.gcps[0]:
+        return "gcps"
+    if t.b or t.d:
+        return "rotated"
+    return None
+
+
+def has_alpha(ds: Any) -> bool:
+    from rasterio.enums import ColorInterp
+
+    return ColorInterp.alpha in ds.colorinterp
+
+
+def mask_only(ds: Any) -> bool:
+    """The raster's transparency is a per-dataset mask: no nodata, no alpha band."""
+    from rasterio.enums import MaskFlags
+
+    return ds.nodata is None and not has_alpha(ds) and any(
+        MaskFlags.per_dataset in flags and MaskFlags.alpha not in flags
+        for flags in ds.mask_flag_enums)
+
+
+def warped_copy(src: Any, path: Path, crs: Any, resampling: str) -> Path:
+    """src warped to a north-up grid in crs (its GCPs' when it has only those), written
+    to path as a tiled GeoTIFF with src's tags, band descriptions, colours and nodata;
+    its empty edges marked by nodata, the alpha band, or an internal mask."""
+    from rasterio.enums import Resampling
+    from rasterio.vrt import WarpedVRT
+
+    options: dict[str, Any] = {"crs": crs, "resampling": Resampling[resampling]}
+    if src.transform.is_identity and src.gcps[0]:
+        options["src_crs"] = src.gcps[1] or src.crs
+    add_mask = src.nodata is None and not has_alpha(src)
+    options["add_alpha"] = add_mask
+    with WarpedVRT(src, **options) as vrt:
+        count = src.count
+        profile = {"driver": "GTiff", "width": vrt.width, "height": vrt.height,
+                   "count": count, "dtype": src.dtypes[0], "crs": vrt.crs,
+                   "transform": vrt.transform, "nodata": src.nodata, "tiled": True,
+                   "blockxsize": BLOCK, "blockysize": BLOCK, "compress": "DEFLATE",
+                   "zlevel": 1, "bigtiff": "IF_SAFER", "interleave": "pixel"}
+        with _created(path, profile) as out:
+            out.colorinterp = src.colorinterp
+            out.update_tags(**src.tags())
+            for i in range(1, count + 1):
+                if src.descriptions[i - 1]:
+                    out.set_band_description(i, src.descriptions[i - 1])
+                out.update_tags(i, **src.tags(i))
+            try:
+                out.write_colormap(1, src.colormap(1))
+            except ValueError:
+                pass
+            for _, window in out.block_windows(1):
+                out.write(vrt.read(list(range(1, count + 1)), window=window), window=window)
+                if add_mask:
+                    alpha = vrt.read(count + 1, window=window)
+                    out.write_mask(np.where(alpha > 0, 255, 0).astype("uint8"),
+                                   window=window)
+    return path
+
+
+def _created(path: Path, profile: dict[str, Any]) -> Any:
+    import rasterio
+
+    return rasterio.open(path, "w", **profile)
+
+
+def gdal_cog(source: Path, output: Path, tier: str, dtype: str, overview: str) -> None:
+    """source written as a lossless tier's COG (analysis: DEFLATE, archive: ZSTD 9, the
+    predictor for the type) by GDAL's COG driver: the mask kept, overviews down to one
+    block."""
+    from rasterio.shutil import copy
+
+    if tier not in ("analysis", "archive"):
+        raise ValueError(f"gdal_cog makes the lossless tiers, not {tier!r}")
+    floating = np.dtype(dtype).kind == "f"
+    copy(str(source), str(output), driver="COG", BLOCKSIZE=BLOCK, BIGTIFF="IF_SAFER",
+         NUM_THREADS="ALL_CPUS", OVERVIEW_RESAMPLING=overview.upper(),
+         COMPRESS="DEFLATE" if tier == "analysis" else "ZSTD",
+         LEVEL=6 if tier == "analysis" else 9,
+         PREDICTOR="FLOATING_POINT" if floating else "STANDARD")

@@ -1,0 +1,160 @@
+"""process_raster and validate_raster_job on rasters laid out as real producers write
+them, made here with rasterio: placed by ground control points only (SAR scenes, scanned
+maps), a rotated geotransform, a float DEM whose empty area is an internal mask (no
+nodata), a long thin strip. Each COG is north-up, keeps the mask, passes rio-cogeo's
+validator without warnings, and its STAC item has the right bbox and datetime."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+from rasterio.control import GroundControlPoint
+from rasterio.transform import Affine, from_origin
+from rio_cogeo.cogeo import cog_validate
+
+from infrastructure.stac_repository import StacRepository
+from local_host import LocalHost
+from services.raster_cog import make_cog
+from services.raster_validation import validate_raster
+from tests.e2e import raster_files as rf
+from tests.e2e.host_calls import run
+from tests.e2e.test_process_raster import cog_bytes
+
+# UTM 33N, 10 m pixels from (500000, 5600000): about 15.0-15.19°E, 50.45-50.56°N
+CORNERS = [(0, 0, 500_000, 5_600_000), (800, 0, 508_000, 5_600_300),
+           (0, 600, 500_200, 5_594_000), (800, 600, 508_200, 5_594_300)]
+
+
+def gcp_tiff(path: Path) -> Path:
+    """A DEM placed by four ground control points in UTM 33N, no geotransform."""
+    gcps = [GroundControlPoint(row=r, col=c, x=x, y=y) for c, r, x, y in CORNERS]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # NotGeoreferencedWarning while writing
+        with rasterio.open(path, "w", driver="GTiff", width=800, height=600, count=1,
+                           dtype="float32") as out:
+            out.write(rf.elevation(600, 800)[np.newaxis])
+            out.gcps = (gcps, rasterio.crs.CRS.from_epsg(32633))
+    return path
+
+
+def rotated_tiff(path: Path) -> Path:
+    """A DEM with a geotransform rotated by 30°, and a TIFF DateTime tag."""
+    transform = Affine(8.66, 5.0, 500_000, 5.0, -8.66, 5_600_000)
+    path.write_bytes(rf.geotiff(rf.elevation(600, 800), transform=transform))
+    with rasterio.open(path, "r+") as out:
+        out.update_tags(TIFFTAG_DATETIME="2022:01:02 03:04:05")
+    return path
+
+
+def masked_dem(path: Path) -> Path:
+    """A float32 DEM whose empty corner is an internal mask, with no nodata value."""
+    data = rf.elevation(600, 800)
+    with rasterio.Env(GDAL_TIFF_INTERNAL_MASK=True):
+        with rasterio.open(path, "w", driver="GTiff", width=800, height=600, count=1,
+                           dtype="float32", crs=rf.UTM, transform=rf.utm_transform(),
+                           tiled=True) as out:
+            out.write(data[np.newaxis])
+            mask = np.full((600, 800), 255, np.uint8)
+            mask[300:, 400:] = 0
+            out.write_mask(mask)
+    return path
+
+
+def cog_facts(path: Path) -> dict:
+    valid, errors, warns = cog_validate(str(path), quiet=True)
+    with rasterio.open(path) as cog:
+        mask = cog.dataset_mask()
+        return {"valid": valid, "errors": errors, "warnings": warns, "count": cog.count,
+                "transform": cog.transform, "crs": cog.crs, "nodata": cog.nodata,
+                "empty": float(np.mean(mask == 0)), "overviews": cog.overviews(1),
+                "datetime": cog.tags().get("TIFFTAG_DATETIME")}
+
+
+def test_gcp_only_raster_is_placed_by_its_gcps(tmp_path):
+    """The GCPs' CRS is the raster's (not 'no CRS: give source_crs'), its bounds are
+    where the GCPs put it, and it is valid: process_raster warps it."""
+    path = gcp_tiff(tmp_path / "scene.tif")
+    r = validate_raster(str(path), "bronze-rasters/scene.tif", {})
+    assert r["valid"] is True, r["findings"]
+    assert r["metadata"]["crs"] == "EPSG:32633" and r["metadata"]["crs_source"] == "gcps"
+    assert "gcps_only" in {f["code"] for f in r["findings"] if f["severity"] == "warning"}
+    west, south, east, north = r["metadata"]["bounds_wgs84"]
+    assert 14.99 < west < 15.01 and 15.1 < east < 15.13
+    assert 50.49 < south < 50.51 and 50.55 < north < 50.57
+    made = make_cog(path, tmp_path / "cog.tif", "analysis", {})
+    facts = cog_facts(tmp_path / "cog.tif")
+    assert facts["valid"], facts["errors"]
+    assert facts["count"] == 1  # no alpha band added
+    assert facts["transform"].b == facts["transform"].d == 0 and facts["transform"].e < 0
+    assert made["crs"] == "EPSG:32633"
+    assert 0 < facts["empty"] < 0.2  # the warp's empty edges are masked, not zeros
+
+
+def test_rotated_raster_becomes_north_up_with_its_corners_masked(tmp_path):
+    path = rotated_tiff(tmp_path / "rotated.tif")
+    make_cog(path, tmp_path / "cog.tif", "archive", {})
+    facts = cog_facts(tmp_path / "cog.tif")
+    assert facts["valid"], facts["errors"]
+    assert facts["transform"].b == facts["transform"].d == 0
+    assert 0.3 < facts["empty"] < 0.7 and facts["count"] == 1
+    assert facts["datetime"] == "2022:01:02 03:04:05"
+
+
+@pytest.mark.parametrize("tier", ["analysis", "archive"])
+def test_a_float_dems_internal_mask_is_kept(tmp_path, tier):
+    """rio-cogeo dropped a mask of float data (the COG said every pixel valid)."""
+    path = masked_dem(tmp_path / "dem.tif")
+    made = make_cog(path, tmp_path / "cog.tif", tier, {})
+    facts = cog_facts(tmp_path / "cog.tif")
+    assert facts["valid"] and not facts["warnings"], facts
+    assert facts["empty"] == pytest.approx(0.25, abs=0.01) and facts["nodata"] is None
+    assert made["compression"] == {"analysis": "DEFLATE", "archive": "ZSTD"}[tier]
+    with rasterio.open(tmp_path / "cog.tif") as cog:
+        structure = cog.tags(ns="IMAGE_STRUCTURE")
+        assert structure.get("PREDICTOR") == "3" and cog.block_shapes[0] == (512, 512)
+        small = cog.read_masks(1, out_shape=(150, 200))  # from the overview's mask
+        assert small[100:, 150:].max() == 0 and small[:50, :50].min() == 255
+
+
+def test_long_thin_strip_gets_overviews(tmp_path):
+    """A 1300 x 3 strip: overviews down to one block along its long side, so rio-cogeo's
+    validator has nothing to warn about."""
+    path = tmp_path / "strip.tif"
+    path.write_bytes(rf.geotiff(rf.elevation(3, 1300)))
+    make_cog(path, tmp_path / "cog.tif", "analysis", {})
+    facts = cog_facts(tmp_path / "cog.tif")
+    assert facts["valid"] and not facts["warnings"], facts
+    assert facts["overviews"] == [2, 4]
+
+
+@pytest.fixture
+def host(database, blob_storage, geo_database):
+    with LocalHost(port=0, close_database=False, banner=False) as running:
+        yield running
+
+
+def test_process_raster_on_gcp_and_rotated_rasters(host, blob_storage, tmp_path):
+    rf.upload(blob_storage, "sar/scene one.tif",
+              gcp_tiff(tmp_path / "scene.tif").read_bytes())
+    rf.upload(blob_storage, "rotated.tif", rotated_tiff(tmp_path / "r.tif").read_bytes())
+    job = run(host, "process_raster", {"blob_name": "sar/scene one.tif",
+                                       "item_id": "scene-one"}, timeout=180)
+    assert job["status"] == "completed", job["error_details"]
+    cog = job["result_data"]["cogs"][0]
+    (tmp_path / "c1.tif").write_bytes(cog_bytes(blob_storage, cog["blob"]))
+    facts = cog_facts(tmp_path / "c1.tif")
+    assert facts["valid"] and facts["count"] == 1 and facts["transform"].b == 0
+    item = StacRepository().get_item("system-rasters", "scene-one")
+    west, south, east, north = item["bbox"]
+    assert 14.99 < west < 15.01 and 15.1 < east < 15.13
+    assert 50.49 < south < 50.51 and 50.55 < north < 50.57
+    job = run(host, "process_raster", {"blob_name": "rotated.tif"}, timeout=180)
+    assert job["status"] == "completed", job["error_details"]
+    (tmp_path / "c2.tif").write_bytes(cog_bytes(blob_storage, "rotated/rotated_cog_analysis.tif"))
+    assert cog_facts(tmp_path / "c2.tif")["transform"].d == 0
+    item = StacRepository().get_item("system-rasters", "rotated")
+    assert item["properties"]["datetime"] == "2022-01-02T03:04:05Z"
