@@ -123,24 +123,23 @@ class VectorStaging:
             _create(conn, job_id, columns, geometry_type, srid, facts)
 
     def stream_chunk(self, job_id: str, chunk: int, columns: list[tuple[str, str]],
-                     geometry_type: str, srid: int, facts: dict[str, Any],
-                     csv_blocks: Iterable[bytes],
+                     geometry_type: str, srid: int, facts: dict[str, Any], fmt: str,
+                     blocks: Iterable[Any],
                      final: Callable[[], tuple[int, dict[str, Any]]]) -> None:
-        """The staging table created anew and one chunk COPYed into it as its CSV blocks
-        come (an iterator that may wait for them), then final()'s rows written to the
-        ledger and its facts added to the run's: all in one transaction, so a crash or an
-        exception from csv_blocks at any point leaves no table, rows or ledger row. The
+        """The staging table created anew and one chunk COPYed into it as its blocks (of
+        format fmt: id, the columns, geom) come (an iterator that may wait for them),
+        then final()'s rows written to the ledger and its facts added to the run's: all
+        in one transaction, so a crash or an exception from blocks at any point leaves no
+        table, rows or ledger row. The
         run's row is locked from the start: a second delivery's claim waits for this one
         to end, then starts over."""
         from psycopg.types.json import Jsonb
 
-        names = [KEY, *(name for name, _ in columns), GEOMETRY]
         with self._database().transaction() as conn:
             _create(conn, job_id, columns, geometry_type, srid, facts)
-            statement = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT csv)").format(
-                staging_ident(job_id), sql.SQL(", ").join(map(sql.Identifier, names)))
+            statement = _copy_statement(job_id, [name for name, _ in columns], fmt)
             with conn.cursor().copy(statement) as copy:
-                for block in csv_blocks:
+                for block in blocks:
                     copy.write(block)
             rows, more = final()
             conn.execute("UPDATE geo_ingest.runs SET facts = facts || %s WHERE job_id = %s",
@@ -148,13 +147,15 @@ class VectorStaging:
             conn.execute("INSERT INTO geo_ingest.loaded_chunks (job_id, chunk, rows)"
                          " VALUES (%s, %s, %s)", (job_id, chunk, rows))
 
-    def copy_chunk(self, job_id: str, chunk: int, columns: list[str], rows: int,
-                   csv_blocks: Iterable[bytes]) -> bool:
-        """COPY one chunk (CSV: id, the columns, geom as hex WKB) into the staging table
-        with its ledger row, in one transaction; False (nothing written) when the chunk
-        was loaded already. A duplicate running at the same time waits on the ledger row
-        and then finds it."""
-        names = [KEY, *columns, GEOMETRY]
+    def copy_chunk(self, job_id: str, chunk: int, rows: int,
+                   encode: Callable[[dict[str, str]], tuple[list[str], str, Iterable[Any]]]
+                   ) -> bool:
+        """COPY one chunk into the staging table with its ledger row, in one transaction;
+        False (nothing written) when the chunk was loaded already. encode takes the
+        staging table's column types ({name: type}) and gives the chunk's attribute
+        columns, its format (csv: id, the columns, geom as hex WKB; or binary) and its
+        blocks. A duplicate running at the same time waits on the ledger row and then
+        finds it."""
         with self._database().transaction() as conn:
             if conn.execute(sql.SQL("SELECT to_regclass({})").format(
                     sql.Literal(f"{INGEST_SCHEMA}.{staging_name(job_id)}"))
@@ -166,10 +167,9 @@ class VectorStaging:
                 (job_id, chunk, rows)).fetchone()
             if row is None:
                 return False
-            statement = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT csv)").format(
-                staging_ident(job_id), sql.SQL(", ").join(map(sql.Identifier, names)))
-            with conn.cursor().copy(statement) as copy:
-                for block in csv_blocks:
+            columns, fmt, blocks = encode(_column_types(conn, job_id))
+            with conn.cursor().copy(_copy_statement(job_id, columns, fmt)) as copy:
+                for block in blocks:
                     copy.write(block)
         return True
 
@@ -182,6 +182,24 @@ class VectorStaging:
             gone = conn.execute("DELETE FROM geo_ingest.runs WHERE job_id = %s AND"
                                 " state = 'loading' RETURNING job_id", (job_id,)).fetchone()
         return gone is not None
+
+
+def _copy_statement(job_id: str, columns: list[str], fmt: str) -> sql.Composable:
+    if fmt not in ("csv", "binary"):
+        raise ValueError(f"COPY format {fmt!r}: csv or binary")
+    names = [KEY, *columns, GEOMETRY]
+    return sql.SQL("COPY {} ({}) FROM STDIN (FORMAT {})").format(
+        staging_ident(job_id), sql.SQL(", ").join(map(sql.Identifier, names)),
+        sql.SQL(fmt))
+
+
+def _column_types(conn: Any, job_id: str) -> dict[str, str]:
+    rows = conn.execute(
+        "SELECT a.attname AS name, format_type(a.atttypid, a.atttypmod) AS type"
+        " FROM pg_attribute a WHERE a.attrelid = %s::regclass AND a.attnum > 0"
+        " AND NOT a.attisdropped ORDER BY a.attnum",
+        (staging_ident(job_id).as_string(conn),)).fetchall()
+    return {r["name"]: r["type"] for r in rows}
 
 
 def _create(conn: Any, job_id: str, columns: list[tuple[str, str]], geometry_type: str,

@@ -1,20 +1,22 @@
 """ingest_vector's COPY of one chunk (an Arrow table: id, the columns, geom as WKB) into
 the job's staging table: the geometries as hex WKB (the data buffer hex-encoded at once, no
 Python object per row; a layer of single and multi types gets its singles wrapped as
-one-part multis), the rows as CSV blocks, written with the chunk's ledger row in one
+one-part multis), the rows as CSV blocks, or in COPY's binary format when every column's
+type allows (services/vector_binary.py), written with the chunk's ledger row in one
 transaction (infrastructure/vector_staging.py), so the chunk loads exactly once."""
 
 from __future__ import annotations
 
 import io
 import struct
-from typing import Iterator
+from typing import Any, Iterator
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
 from infrastructure.vector_staging import GEOMETRY, KEY, VectorStaging
+from services.vector_binary import binary_blocks, binary_types
 
 CSV_SLICE_ROWS = 50_000
 # A single type's WKB code and its multi type's (ISO 2D).
@@ -74,8 +76,30 @@ def copy_rows(table: pa.Table, multi: bool) -> tuple[list[str], pa.Table]:
     return columns, table.select([KEY, *columns, GEOMETRY])
 
 
+def wrapped_wkb(column: pa.Array) -> pa.Array:
+    """The binary column with its singles wrapped as one-part multis."""
+    return pa.array([None if v is None else multi_wkb(v) for v in column.to_pylist()],
+                    pa.binary())
+
+
+def encode(table: pa.Table, multi: bool, types: dict[str, str]
+           ) -> tuple[list[str], str, Iterator[Any]]:
+    """The attribute columns' names, the COPY format and its blocks for the chunk, given
+    the staging table's column types: binary when every column's type can go so
+    (services/vector_binary.py), else CSV with hex WKB."""
+    columns = [c for c in table.column_names if c not in (KEY, GEOMETRY)]
+    names = [KEY, *columns, GEOMETRY]
+    pg_types = binary_types(types, names)
+    if pg_types is None:
+        columns, rows = copy_rows(table, multi)
+        return columns, "csv", csv_blocks(rows)
+    if multi:
+        table = table.set_column(table.column_names.index(GEOMETRY), GEOMETRY,
+                                 wrapped_wkb(table.column(GEOMETRY).combine_chunks()))
+    return columns, "binary", binary_blocks(table.select(names), pg_types)
+
+
 def load_table(job_id: str, chunk: int, table: pa.Table, multi: bool) -> bool:
     """COPY the chunk into the staging table once; False when it was loaded already."""
-    columns, table = copy_rows(table, multi)
-    return VectorStaging().copy_chunk(job_id, chunk, columns, table.num_rows,
-                                      csv_blocks(table))
+    return VectorStaging().copy_chunk(job_id, chunk, table.num_rows,
+                                      lambda types: encode(table, multi, types))

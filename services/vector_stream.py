@@ -21,8 +21,9 @@ from typing import Any, Iterator, Optional
 import numpy as np
 import pyarrow as pa
 
-from infrastructure.vector_staging import KEY, VectorStaging
-from services.vector_load import copy_rows, csv_blocks
+from infrastructure.vector_staging import GEOMETRY, KEY, VectorStaging
+from services.vector_binary import SIGNATURE, TRAILER, binary_blocks, binary_types
+from services.vector_load import copy_rows, csv_blocks, wrapped_wkb
 
 _COMMIT, _ABORT = object(), object()
 STALL_SECONDS = 600  # past any prepare task's timeout
@@ -39,6 +40,9 @@ class StreamedLoad:
         self.rows = 0
         self.waited = 0.0  # seconds the reading waited for the stream
         self._multi = geometry_type.startswith("Multi")
+        self._names = [KEY, *(name for name, _ in columns), GEOMETRY]
+        self._binary = binary_types({KEY: "bigint", **dict(columns), GEOMETRY: "geometry"},
+                                    self._names)
         self._queue: queue.Queue = queue.Queue(maxsize=2)  # memory: two batches ahead
         self._final: Optional[tuple[int, dict[str, Any]]] = None
         self._error: Optional[BaseException] = None
@@ -85,26 +89,43 @@ class StreamedLoad:
                 continue
         self.waited += time.monotonic() - started
 
-    def _blocks(self) -> Iterator[bytes]:
+    def _encode(self, table: pa.Table, wrap: bool) -> Iterator[Any]:
+        """A batch's blocks: COPY's binary format (no signature or end marker: the COPY's
+        own) when every column's type allows, else CSV with hex WKB."""
+        if self._binary is None:
+            _, rows = copy_rows(table, wrap)
+            return csv_blocks(rows)
+        if wrap:
+            table = table.set_column(table.column_names.index(GEOMETRY), GEOMETRY,
+                                     wrapped_wkb(table.column(GEOMETRY).combine_chunks()))
+        return binary_blocks(table.select(self._names), self._binary, header=False,
+                             trailer=False)
+
+    def _blocks(self) -> Iterator[Any]:
+        if self._binary is not None:
+            yield SIGNATURE
         while True:
             try:
                 item = self._queue.get(timeout=STALL_SECONDS)
             except queue.Empty:  # prepare's thread is gone without a word: roll back
                 raise StreamAborted() from None
             if item is _COMMIT:
+                if self._binary is not None:
+                    yield TRAILER
                 return
             if item is _ABORT:
                 raise StreamAborted()
             table, wrap = item
             del item
-            _, rows = copy_rows(table, wrap)
+            blocks = self._encode(table, wrap)
             del table
-            yield from csv_blocks(rows)
+            yield from blocks
 
     def _run(self, job_id: str, columns: list[tuple[str, str]], geometry_type: str,
              srid: int, facts: dict[str, Any]) -> None:
         try:
             VectorStaging().stream_chunk(job_id, 0, columns, geometry_type, srid, facts,
+                                         "csv" if self._binary is None else "binary",
                                          self._blocks(), self._done)
         except StreamAborted:
             pass

@@ -61,22 +61,27 @@ def test_a_chunk_delivered_twice_at_once_loads_once(prepared):
     assert count(job_id) == 100
 
 
-def test_a_load_crashing_halfway_is_retried_and_loads_once(prepared, monkeypatch):
+@pytest.mark.parametrize("fmt", ["binary", "csv"])
+def test_a_load_crashing_halfway_is_retried_and_loads_once(prepared, monkeypatch, fmt):
     job_id, _, _, loads = prepared
     from services import vector_load
 
-    real = vector_load.csv_blocks
+    if fmt == "csv":  # every column could go in binary: the CSV path made to run
+        monkeypatch.setattr(vector_load, "binary_types", lambda *args: None)
+    name = f"{fmt}_blocks"
+    real = getattr(vector_load, name)
 
-    def crashing(table):
-        blocks = real(table.slice(0, 50))  # half the rows reach COPY, then the crash
-        yield from blocks
+    def crashing(table, *args, **kwargs):
+        # half the rows reach COPY, then the crash
+        yield from (real(table.slice(0, 50), *args, trailer=False) if fmt == "binary"
+                    else real(table.slice(0, 50)))
         raise ConnectionResetError("worker killed halfway through the COPY")
 
-    monkeypatch.setattr(vector_load, "csv_blocks", crashing)
+    monkeypatch.setattr(vector_load, name, crashing)
     with pytest.raises(ConnectionResetError):
         ingest.load_chunk(loads[2], {"job_id": job_id})
     assert count(job_id) == 0  # the COPY's transaction rolled back with its ledger row
-    monkeypatch.setattr(vector_load, "csv_blocks", real)
+    monkeypatch.setattr(vector_load, name, real)
     assert ingest.load_chunk(loads[2], {"job_id": job_id})["loaded"] is True
     assert count(job_id) == 100
 
@@ -96,3 +101,56 @@ def test_prepare_again_starts_over_and_publish_again_answers_the_same(prepared):
         assert conn.execute("SELECT count(*) AS n FROM geo.pts").fetchone()["n"] == 300
     run = VectorStaging().run(job_id)
     assert run.state == "published"
+
+
+@pytest.mark.parametrize("multi", [False, True])
+def test_binary_copy_loads_what_the_csv_path_loads(geo_database, monkeypatch, multi):
+    # Given a chunk with every type the binary format takes, NULLs in each, and its
+    # first row sliced off (Arrow offsets not at 0)
+    import numpy as np
+    import pyarrow as pa
+    import shapely
+    from shapely.geometry import MultiPoint, Point
+
+    from services import vector_load
+
+    n = 7
+    geoms = [Point(i, -i) if i % 2 or not multi else MultiPoint([(i, 1), (2, i)])
+             for i in range(n)]
+    table = pa.table({
+        "id": pa.array(np.arange(1, n + 1), pa.int64()),
+        "tiny": pa.array([0, 255, None, 7, 1, 2, 3], pa.uint8()),
+        "small": pa.array([-32768, 32767, None, 0, 1, 2, 3], pa.int16()),
+        "mid": pa.array([2 ** 31 - 1, None, -2 ** 31, 5, 6, 7, 8], pa.int32()),
+        "big": pa.array([None, 2 ** 63 - 1, -2 ** 63, 0, 4, 5, 6], pa.int64()),
+        "u32": pa.array([2 ** 32 - 1, 0, None, 1, 2, 3, 4], pa.uint32()),
+        "f32": pa.array([1.5, None, -0.25, float("inf"), 0, 1, 2], pa.float32()),
+        "f64": pa.array([0.1, 1e-300, None, -1e300, 3.14159265358979, 0, 1], pa.float64()),
+        "flag": pa.array([True, False, None, True, True, False, None]),
+        "label": pa.array(["a", "", None, "naïve, \"quoted\"\nline", "€", "x" * 300, "z"]),
+        "geom": pa.array([shapely.to_wkb(g) for g in geoms], pa.binary()),
+    }).slice(1)
+    columns = [("tiny", "smallint"), ("small", "smallint"), ("mid", "integer"),
+               ("big", "bigint"), ("u32", "bigint"), ("f32", "real"),
+               ("f64", "double precision"), ("flag", "boolean"), ("label", "text")]
+    geometry = "MultiPoint" if multi else "Point"
+    # When it is loaded by the binary path and, for another job, by the CSV path
+    loaded, encoded, real = {}, [], vector_load.binary_blocks
+    monkeypatch.setattr(vector_load, "binary_blocks",
+                        lambda *args, **kw: encoded.append(1) or real(*args, **kw))
+    for fmt in ("binary", "csv"):
+        job_id = uuid.uuid4().hex * 2
+        if fmt == "csv":
+            monkeypatch.setattr(vector_load, "binary_types", lambda *args: None)
+        VectorStaging().create_staging(job_id, columns, geometry, 4326, {})
+        assert vector_load.load_table(job_id, 0, table, multi) is True
+        with get_geo_database().connection() as conn:
+            loaded[fmt] = conn.execute(
+                f'SELECT *, ST_AsEWKT(geom) AS ewkt FROM geo_ingest."s_{job_id[:40]}"'
+                " ORDER BY id").fetchall()
+    # Then both hold the same rows, as given
+    assert encoded == [1]  # the binary path ran once, for the first job
+    assert loaded["binary"] == loaded["csv"] and len(loaded["binary"]) == n - 1
+    first = loaded["binary"][0]
+    assert (first["id"], first["tiny"], first["u32"], first["label"]) == (2, 255, 0, "")
+    assert first["ewkt"] == ("SRID=4326;MULTIPOINT(1 -1)" if multi else "SRID=4326;POINT(1 -1)")

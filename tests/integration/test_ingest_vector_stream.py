@@ -76,15 +76,15 @@ def test_a_prepare_crashing_halfway_through_its_stream_is_retried_and_loads_once
     vf.upload(blob_storage, "pts.gpkg", vf.written(vf.points(300), ".gpkg"))
     params = params_for("pts.gpkg", "pts")
     job_id = uuid.uuid4().hex * 2
-    real, calls = vector_stream.csv_blocks, []
+    real, calls = vector_stream.binary_blocks, []
 
-    def crashing(table):
+    def crashing(table, *args, **kwargs):
         calls.append(table.num_rows)
         if len(calls) == 3:
             raise ConnectionResetError("worker killed halfway through the COPY")
-        yield from real(table)
+        yield from real(table, *args, **kwargs)
 
-    monkeypatch.setattr(vector_stream, "csv_blocks", crashing)
+    monkeypatch.setattr(vector_stream, "binary_blocks", crashing)
     with pytest.raises(ConnectionResetError):
         ingest.prepare(params, {"job_id": job_id})
     # Then nothing of the stream stays: no staging table, no ledger row
@@ -92,7 +92,7 @@ def test_a_prepare_crashing_halfway_through_its_stream_is_retried_and_loads_once
     assert staged(job_id) == {"table": None, "ledger": []}
 
     # When the task is retried, and then delivered once more
-    monkeypatch.setattr(vector_stream, "csv_blocks", real)
+    monkeypatch.setattr(vector_stream, "binary_blocks", real)
     first = ingest.prepare(params, {"job_id": job_id})
     again = ingest.prepare(params, {"job_id": job_id})
     # Then each holds every row once, keys 1 to 300, one ledger row, nothing to load
