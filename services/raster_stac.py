@@ -19,6 +19,7 @@ from typing import Any, Optional
 from exceptions import PermanentError
 from infrastructure.blob_storage import get_blob_storage
 from infrastructure.stac_repository import StacRepository
+from services.raster_footprint import antimeridian_footprint
 from services.stac_vector_item import iso, keep_creation
 
 COG_MEDIA_TYPE = "image/tiff; application=geotiff; profile=cloud-optimized"
@@ -66,6 +67,8 @@ def raster_item(path: Path, item_id: str, collection_id: str, href: str,
     except RasterioError as exc:
         raise RasterItemError(f"{href}: cannot be read as a raster ({exc})") from None
     document = item.to_dict(include_self_link=False)
+    document["bbox"], document["geometry"] = antimeridian_footprint(
+        list(document["bbox"]), document["geometry"])
     document["links"] = [link for link in document.get("links", [])
                          if link.get("rel") not in ("collection", "parent", "root")]
     document["collection"] = collection_id

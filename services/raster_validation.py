@@ -119,6 +119,16 @@ def check_georeferencing(ds: Any, crs: Any, source: Optional[str], bounds: list[
     return wgs84_bounds(crs, bounds, found)
 
 
+def lon_overlap(west: float, east: float, area_west: float, area_east: float,
+                margin: float) -> bool:
+    """Whether two longitude ranges meet (within margin degrees); either may cross the
+    antimeridian (west > east, as GDAL gives a UTM zone 60 raster's bounds)."""
+    east += 360 if east < west else 0
+    area_east += 360 if area_east < area_west else 0
+    return any(west + k <= area_east + margin and east + k >= area_west - margin
+               for k in (-360, 0, 360))
+
+
 def placed_bounds(ds: Any, crs: Any) -> list[float]:
     """The raster's bounds in its CRS: from its geotransform, or for a raster placed by
     ground control points only, from the grid a warp of them makes."""
@@ -162,7 +172,7 @@ def wgs84_bounds(crs: Any, bounds: list[float], found: Findings) -> Optional[lis
     area = (CRS.from_epsg(code) if code else crs).area_of_use  # the registry's, when known
     if area is not None and not crs.is_geographic:
         margin = 5.0
-        if out[2] < area.west - margin or out[0] > area.east + margin or \
+        if not lon_overlap(out[0], out[2], area.west, area.east, margin) or \
                 out[3] < area.south - margin or out[1] > area.north + margin:
             found.add("warning", "outside_crs_area",
                       f"the raster lies at {[round(v, 4) for v in out]} (longitude, "

@@ -158,3 +158,48 @@ def test_process_raster_on_gcp_and_rotated_rasters(host, blob_storage, tmp_path)
     assert cog_facts(tmp_path / "c2.tif")["transform"].d == 0
     item = StacRepository().get_item("system-rasters", "rotated")
     assert item["properties"]["datetime"] == "2022-01-02T03:04:05Z"
+
+
+def item_of(tmp_path: Path, data: bytes) -> dict:
+    from datetime import datetime, timezone
+
+    from services.raster_stac import raster_item
+
+    path = tmp_path / "r.tif"
+    path.write_bytes(data)
+    return raster_item(path, "r", "system-rasters", "http://storage/r.tif",
+                       datetime(2026, 1, 1, tzinfo=timezone.utc))
+
+
+def longitudes(geometry: dict) -> list[float]:
+    rings = geometry["coordinates"] if geometry["type"] == "Polygon" else \
+        [ring for polygon in geometry["coordinates"] for ring in polygon]
+    return [point[0] for ring in rings for point in ring]
+
+
+def test_a_raster_across_the_antimeridian(tmp_path):
+    """A UTM zone 60 South scene over 180°: its item's bbox runs from its west edge east
+    across 180° (rio-stac's said -180 to 180), and validation does not call it outside
+    its zone (it compared -178° with the zone's 174° to 180°)."""
+    data = rf.geotiff(rf.elevation(200, 200), crs="EPSG:32760",
+                      transform=from_origin(700_000, 5_600_000, 1000, 1000))
+    item = item_of(tmp_path, data)
+    west, south, east, north = item["bbox"]
+    assert 179 < west < 180 and -179 < east < -178 and -42 < south < north < -39
+    assert all(-180 <= x <= 180 for x in longitudes(item["geometry"]))
+    r = validate_raster(str(tmp_path / "r.tif"), "bronze-rasters/r.tif", {})
+    assert not [f for f in r["findings"] if f["severity"] != "info"], r["findings"]
+
+
+@pytest.mark.parametrize("west,width,bbox", [
+    (170.0, 20.0, [170.0, -20.0, -170.0, -10.0]),  # 170°E to 190°E: across 180°
+    (200.0, 20.0, [-160.0, -20.0, -140.0, -10.0]),  # all past 180°
+    (0.0, 360.0, [-180.0, -20.0, 180.0, -10.0]),  # the whole world, 0 to 360
+])
+def test_longitudes_0_to_360_are_catalogued_in_minus_180_to_180(tmp_path, west, width,
+                                                                  bbox):
+    data = rf.geotiff(rf.elevation(100, 200), crs=rf.GEOGRAPHIC,
+                      transform=from_origin(west, -10, width / 200, 0.1))
+    item = item_of(tmp_path, data)
+    assert item["bbox"] == pytest.approx(bbox)
+    assert all(-180 <= x <= 180 for x in longitudes(item["geometry"]))
