@@ -58,6 +58,9 @@ def warped_copy(src: Any, path: Path, crs: Any, resampling: str) -> Path:
         options["src_crs"] = src.gcps[1] or src.crs
     add_mask = src.nodata is None and not has_alpha(src)
     options["add_alpha"] = add_mask
+    grid = clipped_grid(src, crs)
+    if grid is not None:
+        options.update(transform=grid[0], width=grid[1], height=grid[2])
     with WarpedVRT(src, **options) as vrt:
         count = src.count
         profile = {"driver": "GTiff", "width": vrt.width, "height": vrt.height,
@@ -83,6 +86,50 @@ def warped_copy(src: Any, path: Path, crs: Any, resampling: str) -> Path:
                     out.write_mask(np.where(alpha > 0, 255, 0).astype("uint8"),
                                    window=window)
     return path
+
+
+def clipped_grid(src: Any, crs: Any) -> Optional[tuple[Any, int, int]]:
+    """For a raster in degrees reaching latitudes its target projection blows up at (a
+    world raster to Web Mercator: its poles lie 240,000 km from the equator), the grid of
+    its part within the latitudes the target CRS is meant for; else None (GDAL's own grid,
+    which for such a raster had pixels 600 km wide). A side is cut only when its part
+    beyond the CRS's area projects longer than the whole area does."""
+    import math
+
+    from pyproj import CRS, Transformer
+    from rasterio.warp import calculate_default_transform
+
+    if placement(src) or src.crs is None or not src.crs.is_geographic:
+        return None
+    target = CRS.from_user_input(crs.to_wkt())
+    code = target.to_epsg(min_confidence=70)
+    area = (CRS.from_epsg(code) if code else target).area_of_use  # the registry's
+    if target.is_geographic or area is None:
+        return None
+    b = src.bounds
+    lon = min(max((b.left + b.right) / 2, area.west), area.east)
+    to_target = Transformer.from_crs(CRS.from_wkt(src.crs.to_wkt()), target,
+                                     always_xy=True)
+
+    def point(lat: float) -> tuple[float, float]:
+        return to_target.transform(lon, lat)
+
+    def apart(a: float, b: float) -> float:  # metres between two latitudes, projected
+        (x1, y1), (x2, y2) = point(a), point(b)
+        d = math.hypot(x2 - x1, y2 - y1)
+        return d if math.isfinite(d) else math.inf
+
+    span = apart(area.south, area.north)  # the area's own height, projected
+    south, north = b.bottom, b.top
+    if north > area.north and apart(area.north, north) > span:
+        north = area.north
+    if south < area.south and apart(area.south, south) > span:
+        south = area.south
+    if (south, north) == (b.bottom, b.top) or south >= north:
+        return None
+    rows = max(1, round((north - south) / abs(src.res[1])))
+    return calculate_default_transform(src.crs, crs, src.width, rows, b.left, south,
+                                       b.right, north)
 
 
 def _created(path: Path, profile: dict[str, Any]) -> Any:

@@ -203,3 +203,23 @@ def test_longitudes_0_to_360_are_catalogued_in_minus_180_to_180(tmp_path, west, 
     item = item_of(tmp_path, data)
     assert item["bbox"] == pytest.approx(bbox)
     assert all(-180 <= x <= 180 for x in longitudes(item["geometry"]))
+
+
+def test_a_world_raster_to_web_mercator_is_cut_at_its_latitudes(tmp_path):
+    """A world raster in degrees reprojected to EPSG:3857 became 66 x 802 pixels 600 km
+    wide reaching 242,000 km north (Mercator's poles); now the part within 85.06°, a
+    square world, as a tile server wants it. One near the equator is not cut."""
+    path = tmp_path / "world.tif"
+    path.write_bytes(rf.geotiff(rf.elevation(360, 720), crs=rf.GEOGRAPHIC,
+                                transform=from_origin(-180, 90, 0.5, 0.5)))
+    made = make_cog(path, tmp_path / "cog.tif", "analysis", {"target_crs": "EPSG:3857"})
+    assert made["crs"] == "EPSG:3857"
+    with rasterio.open(tmp_path / "cog.tif") as cog:
+        left, bottom, right, top = cog.bounds
+        assert 0.8 < cog.width / cog.height < 1.25 and cog.width > 300
+        assert abs(top) < 20.1e6 and abs(bottom) < 20.1e6 and right - left > 39e6
+    path.write_bytes(rf.geotiff(rf.elevation(300, 200), crs=rf.GEOGRAPHIC,
+                                transform=from_origin(10, 5, 0.05, 0.05)))
+    make_cog(path, tmp_path / "utm.tif", "analysis", {"target_crs": "EPSG:32633"})
+    with rasterio.open(tmp_path / "utm.tif") as cog:
+        assert cog.bounds.bottom < -1.1e6  # 10°S: south of UTM 33N's area, kept
