@@ -5,7 +5,8 @@ one after it; never a half-loaded table.
     fail     the target must not exist; the staging table is moved and renamed into place
     replace  the old table is dropped and the staging table moved into place, together
     append   the target must have the same columns, geometry type and SRID; the staged
-             rows are inserted into it (new keys from its own identity)
+             rows are inserted into it (new keys from its own identity); with no target,
+             the staging table is moved into place as for fail
 
 The primary key, the GiST index on geom and the asked attribute indexes are built on the
 staging table before the swap (it is not visible to readers), then ANALYZE. A publish
@@ -20,7 +21,7 @@ import psycopg
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
-from exceptions import PermanentError
+from exceptions import PermanentError, TransientError
 
 from .db import Database
 from .geo_db import get_geo_database
@@ -101,9 +102,10 @@ class VectorPublisher:
             if not _exists(conn, INGEST_SCHEMA, staging_name(job_id)):
                 raise StagingMissingError(job_id)
             staged = _columns(conn, INGEST_SCHEMA, staging_name(job_id), filled=True)
+            existed = _exists(conn, schema, table)
         self._check_attributes(attributes, staged, f"{schema}.{table}")
         indexes = []
-        if mode != "append":
+        if mode != "append" or not existed:  # an append to no table creates it
             indexes = self._index_staging(job_id, table, spatial_index, attributes)
         with self._database().transaction() as conn:
             conn.execute(sql.SQL("SET LOCAL lock_timeout = {}").format(
@@ -116,6 +118,10 @@ class VectorPublisher:
                 rows, indexes = self._append(conn, job_id, schema, table, staged,
                                              spatial_index, attributes)
             else:
+                if mode == "append" and existed:
+                    raise TransientError(
+                        f"table {schema}.{table} was dropped while this job published into "
+                        "it; trying again (the staged rows are indexed first)")
                 outcome = "replaced" if exists else "created"
                 if exists and mode == "fail":
                     raise PublishError(

@@ -154,3 +154,24 @@ def test_binary_copy_loads_what_the_csv_path_loads(geo_database, monkeypatch, mu
     first = loaded["binary"][0]
     assert (first["id"], first["tiny"], first["u32"], first["label"]) == (2, 255, 0, "")
     assert first["ewkt"] == ("SRID=4326;MULTIPOINT(1 -1)" if multi else "SRID=4326;POINT(1 -1)")
+
+
+def test_an_append_to_no_table_creates_it_indexed_and_analyzed(blob_storage, geo_database):
+    # Given a file appended to a table that does not exist yet
+    vf.upload(blob_storage, "new.gpkg", vf.written(vf.points(30), ".gpkg"))
+    params = ALL_JOBS["ingest_vector"].validate_job_parameters(
+        {"blob_name": "new.gpkg", "table_name": "fresh", "if_exists": "append"})
+    job_id = uuid.uuid4().hex * 2
+    # When prepare and publish run
+    ingest.prepare(params, {"job_id": job_id})
+    result = ingest.publish(params, {"job_id": job_id})
+    # Then the table is created with its primary key, GiST index and statistics
+    assert (result["outcome"], result["rows_loaded"]) == ("created", 30)
+    assert result["indexes"] == ["fresh_pkey", "fresh_geom_gist"]
+    with get_geo_database().connection() as conn:
+        names = {r["indexname"] for r in conn.execute(
+            "SELECT indexname FROM pg_indexes WHERE schemaname = 'geo'"
+            " AND tablename = 'fresh'").fetchall()}
+        tuples = conn.execute("SELECT reltuples FROM pg_class WHERE oid = 'geo.fresh'::regclass"
+                              ).fetchone()["reltuples"]
+    assert names == {"fresh_pkey", "fresh_geom_gist"} and tuples == 30
