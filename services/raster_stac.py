@@ -32,15 +32,19 @@ class RasterItemError(PermanentError):
 
 
 def tiff_datetime(tags: dict[str, str]) -> Optional[datetime]:
-    """The TIFF DateTime tag ("YYYY:MM:DD HH:MM:SS", no zone: UTC), when present and
-    readable."""
-    value = (tags or {}).get("TIFFTAG_DATETIME", "").strip()
-    for fmt in ("%Y:%m:%d %H:%M:%S", "%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S"):
-        try:
-            return datetime.strptime(value, fmt).replace(tzinfo=timezone.utc)
-        except ValueError:
-            continue
-    return None
+    """The TIFF DateTime tag, when present and readable: TIFF's "YYYY:MM:DD HH:MM:SS" (no
+    zone: UTC), or as many tools write it, ISO 8601 with a "T", fractions of a second,
+    "Z" or an offset (converted to UTC). An unset "0000:00:00 00:00:00" is None."""
+    value = (tags or {}).get("TIFFTAG_DATETIME", "").strip().rstrip("\x00").strip()
+    if len(value) >= 10 and value[4] == ":" and value[7] == ":":
+        value = f"{value[:4]}-{value[5:7]}-{value[8:10]}{value[10:]}"  # TIFF's date
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    if moment.tzinfo is None:
+        return moment.replace(tzinfo=timezone.utc)
+    return moment.astimezone(timezone.utc)
 
 
 def raster_item(path: Path, item_id: str, collection_id: str, href: str,

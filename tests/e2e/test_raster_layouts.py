@@ -223,3 +223,24 @@ def test_a_world_raster_to_web_mercator_is_cut_at_its_latitudes(tmp_path):
     make_cog(path, tmp_path / "utm.tif", "analysis", {"target_crs": "EPSG:32633"})
     with rasterio.open(tmp_path / "utm.tif") as cog:
         assert cog.bounds.bottom < -1.1e6  # 10°S: south of UTM 33N's area, kept
+
+
+@pytest.mark.parametrize("tag,expected", [
+    ("2021:03:04 05:06:07", "2021-03-04T05:06:07Z"),  # TIFF's own form
+    ("2021-03-04T05:06:07Z", "2021-03-04T05:06:07Z"),  # ISO 8601, as many tools write
+    ("2021-03-04T07:06:07+02:00", "2021-03-04T05:06:07Z"),
+    ("2021:03:04 05:06:07.5", "2021-03-04T05:06:07.500000Z"),
+    ("0000:00:00 00:00:00", None),  # unset: the blob's last-modified time instead
+])
+def test_the_items_datetime_comes_from_the_tiff_datetime_tag(tmp_path, tag, expected):
+    path = tmp_path / "r.tif"
+    path.write_bytes(rf.geotiff(rf.elevation(50, 60)))
+    with rasterio.open(path, "r+") as out:
+        out.update_tags(TIFFTAG_DATETIME=tag)
+    item = item_of(tmp_path, path.read_bytes())
+    source = item["properties"]["geojobs:datetime_source"]
+    if expected is None:
+        assert source == "source_last_modified"
+        assert item["properties"]["datetime"] == "2026-01-01T00:00:00Z"
+    else:
+        assert source == "tiff_datetime" and item["properties"]["datetime"] == expected
