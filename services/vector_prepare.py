@@ -10,9 +10,10 @@ from __future__ import annotations
 import tempfile
 import time
 import zipfile
+from dataclasses import dataclass, field
 from datetime import timezone
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import numpy as np
 import pyarrow as pa
@@ -110,39 +111,9 @@ def prepare(params: dict[str, Any], context: dict[str, Any]) -> dict[str, Any]:
                 "version": "1.1.0", "primary_column": GEOMETRY,
                 "columns": {GEOMETRY: {"encoding": "WKB", "geometry_types": [],
                                        "crs": target.to_json_dict()}}})
-            columns: Optional[list[Column]] = None
-            attributes: list[str] = []
             stream = OneChunkStream(job_id, info.features, srid)
-
-            def run_facts() -> dict[str, Any]:
-                return {"source_last_modified": info_blob.last_modified.astimezone(
-                            timezone.utc).isoformat().replace("+00:00", "Z"),
-                        "source": f"{params['container_name']}/{params['blob_name']}",
-                        "attribute_indexes": attributes}
-            renamed: dict[str, str] = {}
-            rows_read = 0
-            most = STREAM_BATCH if 0 <= info.features < MAX_CHUNK else READ_BATCH
-            batch_size = min(params.get("chunk_size") or most, most)
-            clock = time.monotonic()
-            for batch in reader.batches(batch_size):
-                timings["read"] += time.monotonic() - clock
-                clock = time.monotonic()
-                rows_read += len(batch.column)
-                if columns is None:
-                    columns, renamed = plan_columns(batch.attributes.schema,
-                                                    info.json_fields)
-                    attributes = index_columns(params["indexes"]["attributes"], columns)
-                keep, geoms = cleaner.clean_batch(batch)
-                mask = pa.array(keep)
-                kept = convert(batch.attributes.filter(mask), columns)
-                wkb = cleaned_wkb(batch, geoms, cleaner.changed).filter(mask)
-                kept = kept.append_column(GEOMETRY, wkb) if kept.num_columns \
-                    else pa.table({GEOMETRY: wkb})
-                timings["clean"] += time.monotonic() - clock
-                writer.add(kept)
-                stream.feed(kept, cleaner.layer_type(), writer.chunk_rows,
-                            bool(writer.chunks), _pg_columns(columns), run_facts)
-                clock = time.monotonic()
+            read = _read_file(reader, info, params, cleaner, writer, stream,
+                              lambda found: _run_facts(params, info_blob, found), timings)
             single = writer.finish()
         except (VectorFileError, PermanentError):
             raise
@@ -154,25 +125,25 @@ def prepare(params: dict[str, Any], context: dict[str, Any]) -> dict[str, Any]:
                 f"{type(exc).__name__}: {str(exc).strip()[:500]} (the file may be "
                 "corrupt or truncated)") from None
         geometry_type, promote = cleaner.layer_type()
-        if rows_read == 0 or not writer.chunks:
+        if read.rows == 0 or not writer.chunks:
             raise PermanentError(
-                f"{source.label} has no features to load ({rows_read} read, "
+                f"{source.label} has no features to load ({read.rows} read, "
                 f"{sum(cleaner.dropped.values())} dropped: "
                 f"{dict(cleaner.dropped) or 'none'})")
-        columns = columns or []
+        columns = read.columns or []
         found = layer_facts(cleaner, geometry_type, promote, srid)
         clock = time.monotonic()
         if stream.commit(single, geometry_type, found):  # streamed while read: loaded
             timings["load"] = stream.waited
         else:
             staging.create_staging(job_id, _pg_columns(columns), geometry_type, srid,
-                                   {**run_facts(), **found})
+                                   {**_run_facts(params, info_blob, read), **found})
             if single is not None:  # the whole file is one chunk: loaded here
                 load_table(job_id, 0, single, promote)
                 timings["load"] = time.monotonic() - clock
         timings["write"] = writer.seconds
         return {
-            "rows_read": rows_read,
+            "rows_read": read.rows,
             "rows_dropped": dict(cleaner.dropped),
             "rows_repaired": cleaner.repaired,
             "chunks": writer.chunks,
@@ -185,7 +156,7 @@ def prepare(params: dict[str, Any], context: dict[str, Any]) -> dict[str, Any]:
             "layer": info.layer,
             "columns": [{"name": c.name, "type": c.pg_type, "source": c.source}
                         for c in columns],
-            "columns_renamed": renamed,
+            "columns_renamed": read.renamed,
             "bbox_target_crs": [float(v) for v in cleaner.bounds]
             if cleaner.bounds is not None else None,
             "seconds": {k: round(v, 3) for k, v in timings.items()},
@@ -196,6 +167,62 @@ def prepare(params: dict[str, Any], context: dict[str, Any]) -> dict[str, Any]:
         if writer is not None:
             writer.close()
         remove(folder)
+
+
+@dataclass
+class _Read:
+    """What the pass over the file found: its columns (planned from the first batch),
+    the names that changed, the columns to index, and the rows read."""
+    columns: Optional[list[Column]] = None
+    renamed: dict[str, str] = field(default_factory=dict)
+    attributes: list[str] = field(default_factory=list)
+    rows: int = 0
+
+
+def _read_file(reader: Any, info: Any, params: dict[str, Any], cleaner: GeometryCleaner,
+               writer: ChunkWriter, stream: OneChunkStream,
+               run_facts: Callable[["_Read"], dict[str, Any]],
+               timings: dict[str, float]) -> _Read:
+    """Read the file a batch at a time, clean it, and hand the kept rows to the chunk
+    writer and the stream."""
+    found = _Read()
+    most = STREAM_BATCH if 0 <= info.features < MAX_CHUNK else READ_BATCH
+    batch_size = min(params.get("chunk_size") or most, most)
+    clock = time.monotonic()
+    for batch in reader.batches(batch_size):
+        timings["read"] += time.monotonic() - clock
+        clock = time.monotonic()
+        found.rows += len(batch.column)
+        if found.columns is None:
+            found.columns, found.renamed = plan_columns(batch.attributes.schema,
+                                                        info.json_fields)
+            found.attributes = index_columns(params["indexes"]["attributes"],
+                                             found.columns)
+        kept = _kept_rows(batch, cleaner, found.columns)
+        timings["clean"] += time.monotonic() - clock
+        writer.add(kept)
+        stream.feed(kept, cleaner.layer_type(), writer.chunk_rows, bool(writer.chunks),
+                    _pg_columns(found.columns), lambda: run_facts(found))
+        clock = time.monotonic()
+    return found
+
+
+def _kept_rows(batch: Any, cleaner: GeometryCleaner, columns: list[Column]) -> pa.Table:
+    """The batch's rows the cleaning kept: the converted attributes and geom's WKB."""
+    keep, geoms = cleaner.clean_batch(batch)
+    mask = pa.array(keep)
+    kept = convert(batch.attributes.filter(mask), columns)
+    wkb = cleaned_wkb(batch, geoms, cleaner.changed).filter(mask)
+    return kept.append_column(GEOMETRY, wkb) if kept.num_columns \
+        else pa.table({GEOMETRY: wkb})
+
+
+def _run_facts(params: dict[str, Any], info_blob: Any, read: _Read) -> dict[str, Any]:
+    """What prepare stores with the run for publish: the source and the indexes asked."""
+    return {"source_last_modified": info_blob.last_modified.astimezone(
+                timezone.utc).isoformat().replace("+00:00", "Z"),
+            "source": f"{params['container_name']}/{params['blob_name']}",
+            "attribute_indexes": read.attributes}
 
 
 def _pg_columns(columns: Optional[list[Column]]) -> list[tuple[str, str]]:
