@@ -48,7 +48,8 @@ class StacCatalogContainerJob(ContainerJobMixin, JobBaseMixin, JobBase):
     def validate_job_parameters(cls, params: Any) -> dict[str, Any]:
         out = super().validate_job_parameters(params)
         if "extensions" not in out["filter"]:
-            out["filter"] = {**out["filter"], "extensions": ["tif"]}  # the default
+            # the default: GeoTIFFs by either of their extensions (any case)
+            out["filter"] = {**out["filter"], "extensions": ["tif", "tiff"]}
         return out
 
     @staticmethod

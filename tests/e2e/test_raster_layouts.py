@@ -244,3 +244,18 @@ def test_the_items_datetime_comes_from_the_tiff_datetime_tag(tmp_path, tag, expe
         assert item["properties"]["datetime"] == "2026-01-01T00:00:00Z"
     else:
         assert source == "tiff_datetime" and item["properties"]["datetime"] == expected
+
+
+def test_stac_catalog_container_finds_tiff_and_tif_by_default():
+    """GeoTIFFs come named .tif and .tiff (either case): the default filter took only
+    .tif, so a delivery of .tiff files was catalogued as empty."""
+    from datetime import datetime, timezone
+
+    from jobs.stac_catalog_container import StacCatalogContainerJob
+    from services.blob_filter import BlobFilter
+
+    params = StacCatalogContainerJob.validate_job_parameters({"container_name": "scenes"})
+    flt = BlobFilter.from_params(params["filter"])
+    now = datetime.now(timezone.utc)
+    assert [n for n in ("a.tif", "b.TIFF", "c/d e.tiff", "f.TIF", "g.txt", "h.tif.aux.xml")
+            if flt.matches(n, 10, now)] == ["a.tif", "b.TIFF", "c/d e.tiff", "f.TIF"]
