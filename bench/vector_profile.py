@@ -8,8 +8,9 @@ measured in a fresh process per chunk, from VmRSS and VmHWM):
 prepare: read (pyogrio's Arrow batches), clean (GeometryCleaner: WKB -> GEOS, checks,
 repairs), convert (the attribute columns), to_wkb (the WKB column: as read where the
 cleaning changed nothing, else GEOS -> WKB), parquet write (the chunk, zstd); load, per
-chunk: parquet read, hex (the geometries as hex WKB for COPY's CSV), csv (pyarrow's CSV
-writer). The functions are the job's own
+chunk: parquet read, binary (the rows in COPY's binary format: the job's way when every
+column's type allows), and the CSV way: hex (the geometries as hex WKB), csv (pyarrow's
+CSV writer). The functions are the job's own
 (services/), so this follows the code as it changes; it is not the job's code path for
 storage or COPY."""
 
@@ -94,6 +95,8 @@ def load_steps(chunk: str) -> dict[str, Any]:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
+    from services.vector_binary import binary_blocks, binary_types
+    from services.vector_columns import plan_columns
     from services.vector_load import csv_blocks, hex_wkb
 
     # warm up (pyarrow's lazy modules and thread pool): a host has paid for these already
@@ -110,6 +113,13 @@ def load_steps(chunk: str) -> dict[str, Any]:
     seconds["parquet_read"] = time.perf_counter() - started
     memory["parquet_read"] = _mb("VmHWM")
     started = time.perf_counter()
+    columns, _ = plan_columns(table.drop_columns(["geom"]).schema, set())
+    pg_types = [c.pg_type for c in columns] + ["geometry"]
+    binary_size = sum(len(block) for block in binary_blocks(table, pg_types)) \
+        if binary_types({t: t for t in pg_types}, pg_types) is not None else None
+    seconds["binary"] = time.perf_counter() - started
+    memory["binary"] = _mb("VmHWM")
+    started = time.perf_counter()
     geometry = hex_wkb(table.column("geom"))
     table = table.set_column(table.column_names.index("geom"), "geom", geometry)
     del geometry
@@ -120,7 +130,8 @@ def load_steps(chunk: str) -> dict[str, Any]:
     seconds["csv"] = time.perf_counter() - started
     memory["csv"] = _mb("VmHWM")
     return {"rows": table.num_rows, "parquet_mb": round(Path(chunk).stat().st_size / 1e6, 1),
-            "csv_mb": round(size / 1e6, 1), "seconds": {k: round(v, 3) for k, v in
+            "csv_mb": round(size / 1e6, 1),
+            "binary_mb": round(binary_size / 1e6, 1) if binary_size else None, "seconds": {k: round(v, 3) for k, v in
                                                          seconds.items()},
             "peak_mb_after": memory}
 
