@@ -214,6 +214,9 @@ def _create(conn: Any, job_id: str, columns: list[tuple[str, str]], geometry_typ
         sql.Identifier(GEOMETRY), sql.SQL(geometry_type), sql.Literal(int(srid))))
     conn.execute("UPDATE geo_ingest.runs SET facts = %s WHERE job_id = %s",
                  (Jsonb(facts), job_id))
+    # a table made anew holds no chunk: the ledger says so too (a duplicate prepare that
+    # committed meanwhile loses its rows and its ledger rows together)
+    conn.execute("DELETE FROM geo_ingest.loaded_chunks WHERE job_id = %s", (job_id,))
     conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(staging_ident(job_id)))
     conn.execute(sql.SQL("CREATE TABLE {} ({})").format(
         staging_ident(job_id), sql.SQL(", ").join(fields)))

@@ -109,6 +109,31 @@ def test_a_prepare_crashing_halfway_through_its_stream_is_retried_and_loads_once
                             ).fetchone() == {"n": 300, "ids": 300}
 
 
+def test_a_prepare_delivered_twice_at_once_loads_every_row_once(
+        blob_storage, geo_database, batches_of_100, no_fallback):
+    # Given one prepare task of a one-chunk file delivered twice, both run at once
+    import threading
+
+    vf.upload(blob_storage, "pts.gpkg", vf.written(vf.points(300), ".gpkg"))
+    params = params_for("pts.gpkg", "pts")
+    job_id = uuid.uuid4().hex * 2
+    results, barrier = [], threading.Barrier(2)
+
+    def deliver():
+        barrier.wait()
+        results.append(ingest.prepare(params, {"job_id": job_id})["chunks"])
+
+    threads = [threading.Thread(target=deliver) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    # Then both end loaded, and the table and the ledger hold every row once
+    assert len(results) == 2 and all(chunks[0]["loaded"] for chunks in results)
+    assert staged(job_id) == {"table": {"n": 300, "ids": 300, "lo": 1, "hi": 300},
+                              "ledger": [{"chunk": 0, "rows": 300}]}
+
+
 def test_a_type_that_changes_after_the_first_batch_falls_back_to_the_kept_chunk(
         blob_storage, geo_database, batches_of_100, aborts):
     # Given 150 polygons, then 150 multipolygons: the first batch says Polygon
