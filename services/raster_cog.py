@@ -17,14 +17,16 @@ from __future__ import annotations
 import shutil
 import time
 import warnings
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Iterator, Optional
 
 import numpy as np
 
 from exceptions import PermanentError
 from services.raster_types import overview_levels
-from services.raster_warp import gdal_cog, mask_only, placement, warped_copy
+from services.raster_warp import (gcp_crs_without_gcps, gdal_cog, mask_only, placement,
+                                  plain_copy, warped_copy)
 
 TIERS = ("visualization", "analysis", "archive")
 BLOCK = 512
@@ -88,49 +90,54 @@ def make_cog(source: Path, output: Path, tier: str, params: dict[str, Any]) -> d
     # rasterio reads a number as bytes: 256 alone would be a 256-byte cache
     config = {"GDAL_CACHEMAX": GDAL_CACHE_MB * 1024 * 1024, "GDAL_NUM_THREADS": "ALL_CPUS",
               "GDAL_TIFF_INTERNAL_MASK": True, "GDAL_TIFF_OVR_BLOCKSIZE": BLOCK}
-    with rasterio.Env(**config):
-        if params.get("source_crs"):
+    label = f"{params['container_name']}/{params['blob_name']}" \
+        if params.get("blob_name") else source.name
+    with gdal_failures(label, tier):
+        with rasterio.Env(**config):
+            if params.get("source_crs"):
+                with rasterio.open(source) as probe:
+                    needs_crs = probe.crs is None and not probe.gcps[1]
+                if needs_crs:  # the CRS written into a copy: the source may be shared
+                    copy = output.with_name(f"source-{source.name}")
+                    shutil.copyfile(source, copy)
+                    source = copy
+                    with rasterio.open(source, "r+") as editable:
+                        editable.crs = CRS.from_user_input(params["source_crs"])
             with rasterio.open(source) as probe:
-                needs_crs = probe.crs is None and not probe.gcps[1]
-            if needs_crs:  # the CRS written into a copy: the source may be shared
-                copy = output.with_name(f"source-{source.name}")
-                shutil.copyfile(source, copy)
-                source = copy
-                with rasterio.open(source, "r+") as editable:
-                    editable.crs = CRS.from_user_input(params["source_crs"])
-        with rasterio.open(source) as probe:
-            why = placement(probe)
-            target = params.get("target_crs")
-            if target or why:  # warped first: tiles need a north-up grid
-                crs = CRS.from_user_input(target) if target else (
-                    probe.gcps[1] or probe.crs if why == "gcps" else probe.crs)
-                source = warped_copy(probe, output.with_name(f"warped-{output.name}"),
-                                     crs, params.get("reproject_resampling") or "nearest")
-        with rasterio.open(source) as src:
-            alpha = params["alpha_band"] if "alpha_band" in params else _alpha_band(src)
-            dtype = src.dtypes[0]
-            if not tier_fits(tier, src.count, dtype, alpha is not None):
-                raise CogError(
-                    f"tier {tier} does not suit this raster ({src.count} band(s) of "
-                    f"{dtype}): JPEG needs 3-band 8-bit data; choose analysis or archive")
-            profile = tier_profile(tier, dtype, params.get("jpeg_quality", 85))
-            add_mask = tier == "visualization"
-            indexes = [i for i in range(1, src.count + 1) if i != alpha] \
-                if tier == "visualization" and alpha else None
-            overview = params.get("overview_resampling") or (
-                "nearest" if params.get("categorical") else "average")
-            masked = mask_only(src)
-            levels = overview_levels(src.width, src.height, BLOCK)
-            if masked and tier != "visualization":  # rio-cogeo would drop the mask
-                gdal_cog(source, output, tier, dtype, overview)
-            else:
-                with warnings.catch_warnings():
-                    warnings.filterwarnings("ignore", "Non-standard compression schema")
-                    cog_translate(src, str(output), profile, indexes=indexes,
-                                  add_mask=add_mask, overview_resampling=overview,
-                                  overview_level=levels, in_memory=False, config=config,
-                                  quiet=True, forward_band_tags=True,
-                                  forward_ns_tags=True, temporary_compression="DEFLATE")
+                why = placement(probe)
+                target = params.get("target_crs")
+                if target or why:  # warped first: tiles need a north-up grid
+                    crs = CRS.from_user_input(target) if target else (
+                        probe.gcps[1] or probe.crs if why == "gcps" else probe.crs)
+                    source = warped_copy(probe, output.with_name(f"warped-{output.name}"),
+                                         crs, params.get("reproject_resampling") or "nearest")
+                elif gcp_crs_without_gcps(probe):
+                    source = plain_copy(probe, output.with_name(f"plain-{output.name}"))
+            with rasterio.open(source) as src:
+                alpha = params["alpha_band"] if "alpha_band" in params else _alpha_band(src)
+                dtype = src.dtypes[0]
+                if not tier_fits(tier, src.count, dtype, alpha is not None):
+                    raise CogError(
+                        f"tier {tier} does not suit this raster ({src.count} band(s) of "
+                        f"{dtype}): JPEG needs 3-band 8-bit data; choose analysis or archive")
+                profile = tier_profile(tier, dtype, params.get("jpeg_quality", 85))
+                add_mask = tier == "visualization"
+                indexes = [i for i in range(1, src.count + 1) if i != alpha] \
+                    if tier == "visualization" and alpha else None
+                overview = params.get("overview_resampling") or (
+                    "nearest" if params.get("categorical") else "average")
+                masked = mask_only(src)
+                levels = overview_levels(src.width, src.height, BLOCK)
+                if masked and tier != "visualization":  # rio-cogeo would drop the mask
+                    gdal_cog(source, output, tier, dtype, overview)
+                else:
+                    with warnings.catch_warnings():
+                        warnings.filterwarnings("ignore", "Non-standard compression schema")
+                        cog_translate(src, str(output), profile, indexes=indexes,
+                                      add_mask=add_mask, overview_resampling=overview,
+                                      overview_level=levels, in_memory=False, config=config,
+                                      quiet=True, forward_band_tags=True,
+                                      forward_ns_tags=True, temporary_compression="DEFLATE")
     converted = time.monotonic()
     valid, errors, _ = cog_validate(str(output), quiet=True)
     if not valid:
@@ -143,3 +150,21 @@ def make_cog(source: Path, output: Path, tier: str, params: dict[str, Any]) -> d
             "crs": crs, "size": output.stat().st_size,
             "seconds": {"convert": round(converted - started, 3),
                         "validate": round(time.monotonic() - converted, 3)}}
+
+
+@contextmanager
+def gdal_failures(label: str, tier: str) -> Iterator[None]:
+    """GDAL's errors while converting as a CogError naming the file: the same file fails
+    the same way on every retry. Those of the disk or memory may pass, and stay
+    retried."""
+    from rasterio._err import CPLE_BaseError, CPLE_FileIOError, CPLE_OutOfMemoryError
+    from rasterio.errors import RasterioError
+
+    try:
+        yield
+    except (RasterioError, CPLE_BaseError) as exc:
+        text = str(exc)
+        if isinstance(exc, (CPLE_FileIOError, CPLE_OutOfMemoryError)) or \
+                "no space left" in text.lower() or "out of memory" in text.lower():
+            raise
+        raise CogError(f"{label}: the {tier} COG could not be made: {text}") from None

@@ -132,6 +132,23 @@ def clipped_grid(src: Any, crs: Any) -> Optional[tuple[Any, int, int]]:
                                        b.right, north)
 
 
+def gcp_crs_without_gcps(ds: Any) -> bool:
+    """JPEG 2000 (Sentinel-2's format) reports a CRS for ground control points it does
+    not have: rio-cogeo then fits a geotransform to no points and fails ("Cannot invert
+    geotransform"), every retry alike."""
+    return not ds.gcps[0] and ds.gcps[1] is not None and not ds.transform.is_identity
+
+
+def plain_copy(src: Any, path: Path) -> Path:
+    """src copied as it is into a tiled GeoTIFF at path (GDAL's CreateCopy: its bands,
+    tags, nodata and mask), without the GCP CRS of no GCPs."""
+    from rasterio.shutil import copy
+
+    copy(src, str(path), driver="GTiff", TILED="YES", BLOCKXSIZE=BLOCK, BLOCKYSIZE=BLOCK,
+         COMPRESS="DEFLATE", ZLEVEL=1, BIGTIFF="IF_SAFER")
+    return path
+
+
 def _created(path: Path, profile: dict[str, Any]) -> Any:
     import rasterio
 

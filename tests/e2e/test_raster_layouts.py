@@ -259,3 +259,49 @@ def test_stac_catalog_container_finds_tiff_and_tif_by_default():
     now = datetime.now(timezone.utc)
     assert [n for n in ("a.tif", "b.TIFF", "c/d e.tiff", "f.TIF", "g.txt", "h.tif.aux.xml")
             if flt.matches(n, 10, now)] == ["a.tif", "b.TIFF", "c/d e.tiff", "f.TIF"]
+
+
+def test_a_jpeg_2000_scene_becomes_a_cog(tmp_path):
+    """JPEG 2000 (Sentinel-2's format) reports a GCP CRS without GCPs; rio-cogeo fitted
+    a geotransform to none ('Cannot invert geotransform') on every retry."""
+    path = tmp_path / "T33UVR_B04.jp2"
+    data = rf.photo(300, 400)
+    with rasterio.open(path, "w", driver="JP2OpenJPEG", width=400, height=300, count=3,
+                       dtype="uint8", crs=rf.UTM, transform=rf.utm_transform()) as out:
+        out.write(data)
+    with rasterio.open(path) as check:
+        assert check.gcps[1] is not None and not check.gcps[0]  # the driver's quirk
+    assert validate_raster(str(path), "bronze-rasters/T33UVR_B04.jp2", {})["valid"]
+    for tier in ("visualization", "analysis"):
+        made = make_cog(path, tmp_path / f"{tier}.tif", tier, {})
+        facts = cog_facts(tmp_path / f"{tier}.tif")
+        assert facts["valid"] and facts["count"] == 3 and made["crs"] == "EPSG:32633"
+        assert facts["transform"] == rf.utm_transform()
+
+
+def test_gdal_failing_on_the_file_fails_the_cog_task_at_once(tmp_path, monkeypatch):
+    """A conversion GDAL refuses fails the same way on every retry: it is a CogError (a
+    PermanentError) naming the blob; a disk error is not, and stays retried."""
+    import rio_cogeo.cogeo
+    from rasterio._err import CPLE_AppDefinedError, CPLE_FileIOError
+
+    from exceptions import PermanentError
+
+    path = tmp_path / "dem.tif"
+    path.write_bytes(rf.geotiff(rf.elevation(50, 60)))
+    params = {"container_name": "bronze-rasters", "blob_name": "2024/dem one.tif"}
+
+    def refuses(*args, **kwargs):
+        raise CPLE_AppDefinedError(1, 1, "Cannot invert geotransform")
+
+    monkeypatch.setattr(rio_cogeo.cogeo, "cog_translate", refuses)
+    with pytest.raises(PermanentError, match="bronze-rasters/2024/dem one.tif: the "
+                                             "analysis COG could not be made: Cannot"):
+        make_cog(path, tmp_path / "cog.tif", "analysis", params)
+
+    def disk_full(*args, **kwargs):
+        raise CPLE_FileIOError(3, 3, "Write error: No space left on device")
+
+    monkeypatch.setattr(rio_cogeo.cogeo, "cog_translate", disk_full)
+    with pytest.raises(CPLE_FileIOError):
+        make_cog(path, tmp_path / "cog.tif", "analysis", params)
