@@ -170,3 +170,13 @@ def test_reprojected_points_go_through_geos():
     cleaner = GeometryCleaner(Transformer.from_crs(4326, 3857, always_xy=True))
     cleaner.clean_batch(_points_batch([shapely.to_wkb(Point(10, 50))]))
     assert cleaner.changed.all() and cleaner.bounds[0] == pytest.approx(1113194.9, abs=1)
+
+
+def test_is_valid_split_over_two_threads_answers_as_shapely():
+    from services.vector_cleaning import SPLIT_FROM, is_valid
+
+    bowtie = Polygon([(0, 0), (2, 2), (2, 0), (0, 2), (0, 0)])
+    geoms = np.array([bowtie if i % 7 == 3 else box(i, 0, i + 1, 1)
+                      for i in range(SPLIT_FROM + 11)], dtype=object)
+    for part in (geoms, geoms[:SPLIT_FROM - 1], geoms[5:]):
+        assert is_valid(part).tolist() == shapely.is_valid(part).tolist()
