@@ -25,8 +25,8 @@ import numpy as np
 
 from exceptions import PermanentError
 from services.raster_types import overview_levels
-from services.raster_warp import (gcp_crs_without_gcps, gdal_cog, mask_only, placement,
-                                  plain_copy, warped_copy)
+from services.raster_warp import (alpha_labelled, gcp_crs_without_gcps, gdal_cog,
+                                  mask_only, placement, plain_copy, warped_copy)
 
 TIERS = ("visualization", "analysis", "archive")
 BLOCK = 512
@@ -113,6 +113,13 @@ def make_cog(source: Path, output: Path, tier: str, params: dict[str, Any]) -> d
                                          crs, params.get("reproject_resampling") or "nearest")
                 elif gcp_crs_without_gcps(probe):
                     source = plain_copy(probe, output.with_name(f"plain-{output.name}"))
+            band = params.get("alpha_band")
+            with rasterio.open(source) as probe:
+                unlabelled = bool(band) and band == probe.count and \
+                    _alpha_band(probe) != band
+            if unlabelled:  # the data says alpha, the file does not
+                source = alpha_labelled(source, band,
+                                        output.with_name(f"alpha-{output.stem}.vrt"))
             with rasterio.open(source) as src:
                 alpha = params["alpha_band"] if "alpha_band" in params else _alpha_band(src)
                 dtype = src.dtypes[0]

@@ -149,6 +149,26 @@ def plain_copy(src: Any, path: Path) -> Path:
     return path
 
 
+def alpha_labelled(source: Path, band: int, path: Path) -> Path:
+    """A VRT at path of source (no pixels copied) whose band `band` is labelled alpha: a
+    4th band the data shows to be transparency but the file calls 'undefined' was read as
+    colour, so the visualization COG showed its transparent collar opaque."""
+    import xml.etree.ElementTree as ET
+
+    from rasterio.shutil import copy
+
+    copy(str(source), str(path), driver="VRT")
+    tree = ET.parse(path)
+    for element in tree.getroot().iter("VRTRasterBand"):
+        if element.get("band") == str(band):
+            interp = element.find("ColorInterp")
+            if interp is None:
+                interp = ET.SubElement(element, "ColorInterp")
+            interp.text = "Alpha"
+    tree.write(path)
+    return path
+
+
 def _created(path: Path, profile: dict[str, Any]) -> Any:
     import rasterio
 

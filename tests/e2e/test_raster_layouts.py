@@ -305,3 +305,22 @@ def test_gdal_failing_on_the_file_fails_the_cog_task_at_once(tmp_path, monkeypat
     monkeypatch.setattr(rio_cogeo.cogeo, "cog_translate", disk_full)
     with pytest.raises(CPLE_FileIOError):
         make_cog(path, tmp_path / "cog.tif", "analysis", params)
+
+
+@pytest.mark.parametrize("tier", ["visualization", "analysis"])
+def test_an_unlabelled_alpha_band_keeps_the_photo_transparent(tmp_path, tier):
+    """A 4-band uint8 photo whose 4th band holds only 0 and 255 but is labelled
+    'undefined' (as many tools write a 4th band) is detected rgba; its COG
+    showed the transparent collar opaque. Now the collar stays transparent."""
+    path = tmp_path / "ortho.tif"
+    path.write_bytes(rf.geotiff(rf.photo_with_alpha(), photometric="rgb",
+                                alpha="unspecified"))
+    with rasterio.open(path) as src:
+        assert src.colorinterp[3].name == "undefined"
+    r = validate_raster(str(path), "bronze-rasters/ortho.tif", {})
+    assert r["raster_type"]["detected"] == "rgba"
+    make_cog(path, tmp_path / "cog.tif", tier, {"alpha_band": 4})
+    facts = cog_facts(tmp_path / "cog.tif")
+    assert facts["valid"], facts["errors"]
+    assert facts["count"] == (3 if tier == "visualization" else 4)
+    assert facts["empty"] == pytest.approx(1 - 0.9 * 0.875, abs=0.01)
