@@ -132,7 +132,7 @@ def make_cog(source: Path, output: Path, tier: str, params: dict[str, Any]) -> d
                 indexes = [i for i in range(1, src.count + 1) if i != alpha] \
                     if tier == "visualization" and alpha else None
                 overview = params.get("overview_resampling") or (
-                    "nearest" if params.get("categorical") else "average")
+                    "mode" if params.get("categorical") else "average")  # classes: never invented
                 masked = mask_only(src)
                 levels = overview_levels(src.width, src.height, BLOCK)
                 if masked and tier != "visualization":  # rio-cogeo would drop the mask

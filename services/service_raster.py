@@ -28,7 +28,8 @@ def _findings_text(findings: list[dict[str, Any]]) -> str:
 
 def _tiers(params: dict[str, Any], report: dict[str, Any], label: str
            ) -> tuple[list[str], bool, Any]:
-    """The tiers to make, whether band 4 is alpha, and the detected type; a raster that is
+    """The tiers to make, whether band 4 is alpha, and the type used (detected, or the
+    raster_type given when the data does not contradict it); a raster that is
     not valid (or a tier that does not suit it) is a PermanentError naming why."""
     if not report["valid"]:
         counted = [f for f in report["findings"] if f["severity"] == "error" or (
@@ -37,9 +38,10 @@ def _tiers(params: dict[str, Any], report: dict[str, Any], label: str
             f"{label} is not valid{' (strict_mode: warnings count)' if params.get('strict_mode') else ''}"
             f", so no COG was made: {_findings_text(counted)}")
     meta = report["metadata"]
-    detected = (report.get("raster_type") or {}).get("detected")
+    kind = report.get("raster_type") or {}
+    detected = kind.get("used") or kind.get("detected")
     # band 4 of 4 is alpha when the data says so (GDAL labels any 4-band uint8 so)
-    alpha = meta["bands"] == 4 and detected == "rgba"
+    alpha = meta["bands"] == 4 and "rgba" in (detected, kind.get("detected"))
     if params["output_tier"] == "all":
         return fitting_tiers(meta["bands"], meta["dtype"], alpha), alpha, detected
     if tier_fits(params["output_tier"], meta["bands"], meta["dtype"], alpha):
