@@ -40,7 +40,7 @@ PARAMETERS: dict[str, dict[str, Any]] = {
     "jpeg_quality": {"type": "int", "default": 85, "min": 1, "max": 100,
                      "description": "the visualization tier's JPEG quality"},
     "overview_resampling": {"type": "str", "choices": list(RESAMPLING),
-                            "description": "how overviews are made (default: nearest for "
+                            "description": "how overviews are made (default: mode for "
                                            "categorical data, else average)"},
     "reproject_resampling": {"type": "str", "choices": list(RESAMPLING),
                              "description": "how pixels are reprojected (default nearest)"},
