@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
-from .report import fmt, table
+from .report import cpu_floor, fmt, table
 from .vector_report import medians
 
 
@@ -85,16 +85,24 @@ def render_raster(results: dict[str, Any]) -> str:
         out.append(table(["case", "idle", "validate", "cog", "stac", "host peak",
                           "rio peak"], rows))
     out.append("")
-    out.append("CPU seconds during each run (other: processes outside the run):")
+    out.append("CPU seconds during each run (other: processes outside the run; floor: the "
+               "run's own CPU over the cores, the least wall time its work could take "
+               "here; goal: 1.25x rio's wall):")
     rows = []
+    cores = (m or {}).get("nproc")
     for run in runs:
         cpu = run.get("cpu") or {}
+        base = rio_of.get(run["case"]) or {}
+        goal = 1.25 * base["seconds"] if run["tool"] != "rio" and base.get("seconds") \
+            else None
         rows.append([run["case"], run["tool"], _s(cpu.get("host", cpu.get("rio"))),
                      _s(cpu.get("azurite")), _s(cpu.get("postgis")),
                      _s(cpu.get("engine_db")), _s(cpu.get("other")),
-                     fmt(cpu.get("machine_busy_pct"), 1)])
+                     fmt(cpu.get("machine_busy_pct"), 1), _s(cpu_floor(cpu, cores)),
+                     _s(goal)])
     out.append(table(["case", "tool", "host / rio CPU", "Azurite CPU", "PostGIS CPU",
-                      "engine DB CPU", "other CPU", "machine busy %"], rows))
+                      "engine DB CPU", "other CPU", "machine busy %", "floor s",
+                      "goal s"], rows))
     command = next((r["command"] for r in runs if r["tool"] == "rio" and
                     r.get("command")), None)
     if command:

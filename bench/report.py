@@ -42,6 +42,16 @@ def fmt(value: Any, digits: int = 0) -> str:
     return str(value)
 
 
+RUN_CPU_PARTS = ("host", "rio", "ogr2ogr", "azurite", "postgis", "engine_db")
+
+
+def cpu_floor(cpu: dict[str, Any], cores: Optional[int]) -> Optional[float]:
+    """The least wall time the run's own work could take here: the CPU seconds of its
+    processes (the tool or host, Azurite, the servers; not "other") over the cores."""
+    spent = [cpu[k] for k in RUN_CPU_PARTS if cpu.get(k) is not None]
+    return round(sum(spent) / cores, 2) if spent and cores else None
+
+
 def table(headers: list[str], rows: list[list[str]]) -> str:
     widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h)
               for i, h in enumerate(headers)]

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
-from .report import fmt, table
+from .report import cpu_floor, fmt, table
 
 
 def _s(value: Optional[float]) -> str:
@@ -98,8 +98,10 @@ def render_vector(results: dict[str, Any]) -> str:
         out.append(table(["run", "idle", "prepare", "load", "publish", "peak"], rows))
     out.append("")
     out.append("CPU seconds during each run (other: processes outside the run, a "
-               "disturbed run shows here), and the server's own statement times "
-               "(statements of 50 ms or more, from its log):")
+               "disturbed run shows here; floor: the run's own CPU over the cores, the "
+               "least wall time its work could take here), and the server's own "
+               "statement times (statements of 50 ms or more, from its log):")
+    cores = (results.get("machine") or {}).get("nproc")
     rows = []
     for run in runs:
         cpu = run.get("cpu") or {}
@@ -110,10 +112,11 @@ def render_vector(results: dict[str, Any]) -> str:
         rows.append([run.get("tag", ""), _s(tool_cpu), _s(cpu.get("azurite")),
                      _s(cpu.get("postgis")), _s(cpu.get("engine_db")),
                      _s(cpu.get("other")),
-                     fmt(cpu.get("machine_busy_pct"), 1),
+                     fmt(cpu.get("machine_busy_pct"), 1), _s(cpu_floor(cpu, cores)),
                      _s(st.get("copy", {}).get("seconds")), _s(index or None),
                      _s(st.get("analyze", {}).get("seconds"))])
     out.append(table(["run", "host / ogr2ogr CPU", "Azurite CPU", "PostGIS CPU",
-                      "engine DB CPU", "other CPU", "machine busy %", "server COPY s", "server index s",
+                      "engine DB CPU", "other CPU", "machine busy %", "floor s",
+                      "server COPY s", "server index s",
                       "server ANALYZE s"], rows))
     return "\n".join(out)
