@@ -72,29 +72,39 @@ def _lock_file(source: Path) -> Path:
     return source.with_name(source.name + ".lock")
 
 
-def _entries() -> list[Path]:
+def _entries() -> list[tuple[Path, os.stat_result]]:
+    """The entries and their stat (one removed meanwhile by another task is left out)."""
     root = cache_root()
-    if not root.is_dir():
-        return []
-    return [p for d in root.iterdir() if d.is_dir() for p in d.iterdir()
-            if p.is_file() and not p.name.endswith((".lock", ".part"))]
+    found = []
+    for folder in (root.iterdir() if root.is_dir() else ()):
+        try:
+            listed = list(folder.iterdir())
+        except (FileNotFoundError, NotADirectoryError):
+            continue
+        for path in listed:
+            if not path.name.endswith((".lock", ".part")):
+                try:
+                    found.append((path, path.stat()))
+                except FileNotFoundError:
+                    continue
+    return found
 
 
 def _evict(room_for: int, limit: int) -> None:
     """Remove unused entries: those unused for KEEP_SECONDS, then the least recently used
-    until room_for more bytes fit under limit. An entry in use (locked) is kept."""
+    until room_for more bytes fit under limit. An entry in use (locked) is kept; one
+    another task removes meanwhile is simply gone."""
     now = time.time()
-    entries = sorted(_entries(), key=lambda p: p.stat().st_mtime)
-    total = sum(p.stat().st_size for p in entries)
-    for path in entries:
-        stale = now - path.stat().st_mtime > KEEP_SECONDS
+    entries = sorted(_entries(), key=lambda e: e[1].st_mtime)
+    total = sum(stat.st_size for _, stat in entries)
+    for path, stat in entries:
+        stale = now - stat.st_mtime > KEEP_SECONDS
         if not stale and total + room_for <= limit:
             break
         with _flock(_lock_file(path), fcntl.LOCK_EX | fcntl.LOCK_NB) as taken:
             if taken:
-                size = path.stat().st_size
                 path.unlink(missing_ok=True)
-                total -= size
+                total -= stat.st_size
 
 
 @contextmanager

@@ -40,7 +40,7 @@ def counting(blob_storage, monkeypatch, tmp_path):
 
 
 def source_files() -> list[str]:
-    return sorted(p.name for p in cache._entries())
+    return sorted(p.name for p, _ in cache._entries())
 
 
 def test_the_job_downloads_its_source_once_and_its_last_stage_removes_it(
@@ -107,3 +107,23 @@ def test_the_cache_stays_under_its_setting_and_zero_turns_it_off(counting, tmp_p
     with cache.raster_source(counting, container, "a.tif", tmp_path / "w") as path:
         assert path.parent == tmp_path / "w"  # a download of the task's own
     assert counting.downloads == 3
+
+
+def test_entries_removed_by_another_task_meanwhile_are_skipped(counting, tmp_path,
+                                                               monkeypatch):
+    container = get_settings().bronze_rasters_container
+    upload(counting, container, "a.tif", tiff(1, "uint8", size=200))
+    upload(counting, container, "b.tif", tiff(1, "uint8", size=200))
+    with cache.raster_source(counting, container, "a.tif", tmp_path / "w") as path:
+        pass
+    listed = cache._entries
+
+    def racing_entries():  # another task releases a.tif right after the listing
+        found = listed()
+        path.unlink(missing_ok=True)
+        return found
+
+    monkeypatch.setattr(cache, "_entries", racing_entries)
+    monkeypatch.setattr(cache, "KEEP_SECONDS", -1)  # everything is stale: evict all
+    with cache.raster_source(counting, container, "b.tif", tmp_path / "w") as other:
+        assert other.is_file()
