@@ -1,7 +1,8 @@
 """ingest_vector's geometry cleaning, a batch at a time (vectorized with shapely 2):
 
-    unreadable, null and empty geometries are dropped and counted by reason;
-    Z and M are dropped (2D);
+    unreadable, null and empty geometries are dropped and counted by reason, and so are
+    geometries with NaN or infinite coordinates (non_finite_coordinates);
+    Z and M are dropped (2D, an XYM geometry's M too);
     invalid ones are repaired with make_valid, keeping the parts of the original's
     dimension (a polygon stays polygonal); one that collapses is dropped;
     reprojected to the target CRS; optionally simplified and snapped to a grid.
@@ -154,10 +155,11 @@ class GeometryCleaner:
         self._drop(~present, "null_geometry", keep)
         geoms = np.full(len(wkb), None, dtype=object)
         if present.any():
-            geoms[present] = shapely.from_wkb(wkb[present], on_invalid="ignore")
+            with np.errstate(invalid="ignore"):  # NaN coordinates: dropped below
+                geoms[present] = shapely.from_wkb(wkb[present], on_invalid="ignore")
         self._drop(present & shapely.is_missing(geoms), "unreadable_geometry", keep)
         self._drop(keep & shapely.is_empty(geoms), "empty_geometry", keep)
-        with_z = keep & shapely.has_z(geoms)
+        with_z = keep & (shapely.has_z(geoms) | shapely.has_m(geoms))  # XYM too
         if with_z.any():
             geoms[with_z] = shapely.force_2d(geoms[with_z])
             changed |= with_z
@@ -185,8 +187,15 @@ class GeometryCleaner:
         invalid = keep & ~is_valid(geoms)
         for i in np.flatnonzero(invalid):
             original = geoms[i]
-            repaired = shapely.make_valid(original)
-            fixed = _same_dimension(repaired, int(shapely.get_dimensions(original)))
+            if not np.isfinite(shapely.get_coordinates(original)).all():
+                self.dropped["non_finite_coordinates"] += 1  # GEOS cannot repair them
+                keep[i] = False
+                continue
+            try:
+                repaired = shapely.make_valid(original)
+                fixed = _same_dimension(repaired, int(shapely.get_dimensions(original)))
+            except shapely.errors.GEOSException:
+                fixed = None  # GEOS gave up on it: dropped as invalid, never the file
             if fixed is None or fixed.is_empty:
                 self.dropped["invalid_geometry"] += 1
                 keep[i] = False

@@ -32,7 +32,7 @@ class Column:
     source: str
     name: str
     pg_type: str
-    kind: str  # how values are converted: plain, nan, json, bytes, uint64, text
+    kind: str  # how values are converted: plain, nan, json, json_text, bytes, text
 
 
 def launder(name: str) -> str:
@@ -48,10 +48,12 @@ def launder(name: str) -> str:
 
 def _type_of(arrow_type: pa.DataType, is_json: bool) -> tuple[str, str]:
     t = arrow_type
+    if isinstance(t, pa.BaseExtensionType):  # GDAL's JSON fields come as arrow.json
+        return _type_of(t.storage_type, is_json or t.extension_name == "arrow.json")
     if pa.types.is_dictionary(t):
         return _type_of(t.value_type, is_json)
     if is_json and (pa.types.is_string(t) or pa.types.is_large_string(t)):
-        return "jsonb", "plain"
+        return "jsonb", "json_text"
     if pa.types.is_boolean(t):
         return "boolean", "plain"
     if pa.types.is_int8(t) or pa.types.is_int16(t) or pa.types.is_uint8(t):
@@ -113,6 +115,22 @@ def _json_text(value: Any) -> Optional[str]:
         if _finite(value) else json.dumps(_nulls_for_nan(value), default=str)
 
 
+def _as_json(value: Optional[str]) -> Optional[str]:
+    """A JSON field's text as jsonb takes it: GDAL makes a GeoJSON property JSON when its
+    features mix types (1, then "A12"), and gives the strings unquoted."""
+    if value is None:
+        return None
+    try:
+        json.loads(value, parse_constant=_not_json)  # NaN, Infinity: jsonb refuses them
+        return value
+    except ValueError:
+        return json.dumps(value, ensure_ascii=False)
+
+
+def _not_json(constant: str) -> None:
+    raise ValueError(constant)
+
+
 def _finite(value: Any) -> bool:
     try:
         json.dumps(value, default=str, allow_nan=False)
@@ -142,6 +160,8 @@ def convert(table: pa.Table, columns: list[Column]) -> pa.Table:
             values = pc.if_else(pc.is_nan(values), pa.scalar(None, values.type), values)
         elif column.kind == "json":
             values = pa.array([_json_text(v) for v in values.to_pylist()], pa.string())
+        elif column.kind == "json_text":
+            values = pa.array([_as_json(v) for v in values.to_pylist()], pa.string())
         elif column.kind == "text":
             values = values.cast(pa.string())
         elif column.kind == "bytes":

@@ -9,17 +9,20 @@ pyarrow (pyogrio's GDAL has no Parquet driver)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import warnings
 from dataclasses import dataclass, field
 from typing import Any, Iterator, Optional
 
 import numpy as np
 import pyarrow as pa
 
+from services.vector_producers import dbf_encoding, surface_as_multipolygon
 from services.vector_sources import SourceFile, VectorFileError
 
 # ISO WKB type codes (modulo 1000, the Z/M offsets) GEOS cannot read: the curves and the
-# surfaces; GDAL linearizes them.
+# surfaces; GDAL linearizes the curves (surfaces: services/vector_producers.py).
 NON_LINEAR = frozenset(range(8, 18))
 WKB_COLUMN_NAMES = ("wkb_geometry", "geometry", "geom", "the_geom")
 
@@ -80,6 +83,30 @@ def has_curves(column: pa.Array) -> bool:
     return bool(np.isin(codes % 1000, list(NON_LINEAR)).any())
 
 
+# pyogrio warns when it opens a layer of XYM geometries ('Measured (M) geometry types are
+# not supported'): the M is dropped by the cleaning (as Z is), nothing to warn about.
+M_WARNING = r"Measured \(M\) geometry types are not supported"
+
+
+@contextlib.contextmanager
+def _m_quiet() -> Iterator[None]:
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", M_WARNING, UserWarning)
+        yield
+
+
+def _conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
+    """A layer's batch with the columns of all the layers (nulls where it has none)."""
+    arrays = []
+    for item in schema:
+        if item.name not in table.column_names:
+            arrays.append(pa.nulls(table.num_rows, item.type))
+            continue
+        column = table.column(item.name)
+        arrays.append(column if column.type == item.type else column.cast(item.type))
+    return pa.table(arrays, names=schema.names)
+
+
 def _binary(column: Any) -> pa.Array:
     if isinstance(column, pa.ChunkedArray):
         column = column.combine_chunks()
@@ -106,32 +133,54 @@ class OgrReader:
     def info(self) -> LayerInfo:
         import pyogrio
 
-        meta = pyogrio.read_info(str(self.source.path), layer=self.layer, **self.options)
+        with _m_quiet():
+            meta = pyogrio.read_info(str(self.source.path), layer=self.layer,
+                                     **self.options)
         json_fields = {name for name, sub in zip(meta["fields"], meta["ogr_subtypes"])
                        if sub == "OFSTJSON"}
         return LayerInfo(meta["crs"], self.layer, int(meta.get("features") or -1),
                          json_fields)
 
     def batches(self, size: int) -> Iterator[Batch]:
-        schema = None
+        schema = self._union_schema() if len(self.layers) > 1 else None
         for layer in self.layers:
             for batch in self._layer_batches(layer, size):
-                if schema is None:
-                    schema = batch.attributes.schema
-                elif not batch.attributes.schema.equals(schema):
-                    raise VectorFileError(
-                        f"{self.source.label}'s layers {self.layers[0]} and {layer} have "
-                        "different columns: name the one to load with "
-                        "converter_params.layer_name")
+                if schema is not None:
+                    batch.attributes = _conform(batch.attributes, schema)
                 yield batch
+
+    def _union_schema(self) -> pa.Schema:
+        """The columns of all the layers read together (a KML's folders: each has the
+        columns of its own placemarks' ExtendedData), in order of first appearance; a
+        column whose type differs between layers is text."""
+        import pyogrio
+
+        fields: dict[str, pa.DataType] = {}
+        for layer in self.layers:
+            with _m_quiet(), pyogrio.open_arrow(
+                    str(self.source.path), layer=layer, batch_size=1, use_pyarrow=True,
+                    **self.options) as (meta, reader):
+                names = reader.schema.names
+                geometry = meta.get("geometry_name") or "wkb_geometry"
+                geometry = geometry if geometry in names else next(
+                    (n for n in WKB_COLUMN_NAMES if n in names), None)
+                for item in reader.schema:
+                    if item.name == geometry:
+                        continue
+                    known = fields.setdefault(item.name, item.type)
+                    if known != item.type:
+                        fields[item.name] = pa.string()
+        return pa.schema(list(fields.items()))
 
     def _layer_batches(self, layer: Optional[str], size: int) -> Iterator[Batch]:
         import pyogrio
 
         offset = 0
-        with pyogrio.open_arrow(str(self.source.path), layer=layer, batch_size=size,
-                                use_pyarrow=True, **self.options) as (
-                meta, reader):
+        with contextlib.ExitStack() as stack:
+            with _m_quiet():  # the warning comes as the layer is opened
+                meta, reader = stack.enter_context(pyogrio.open_arrow(
+                    str(self.source.path), layer=layer, batch_size=size,
+                    use_pyarrow=True, **self.options))
             geometry = meta.get("geometry_name") or "wkb_geometry"
             for record_batch in reader:
                 table = pa.Table.from_batches([record_batch])
@@ -154,12 +203,13 @@ class OgrReader:
         curves (OGRSetNonLinearGeometriesEnabledFlag off)."""
         import pyogrio.raw
 
-        _, _, geometry, _ = pyogrio.raw.read(
-            str(self.source.path), layer=layer, columns=[], skip_features=offset,
-            max_features=count, force_2d=True, **self.options)
+        with _m_quiet():
+            _, _, geometry, _ = pyogrio.raw.read(
+                str(self.source.path), layer=layer, columns=[], skip_features=offset,
+                max_features=count, force_2d=True, **self.options)
         if len(geometry) != count:
             raise VectorFileError(f"{self.source.label}: the features changed while read")
-        return np.asarray(geometry, dtype=object)
+        return np.array([surface_as_multipolygon(g) for g in geometry], dtype=object)
 
 
 class ParquetReader:
@@ -195,7 +245,13 @@ class ParquetReader:
         return LayerInfo(crs, None, self.file.metadata.num_rows)
 
     def batches(self, size: int) -> Iterator[Batch]:
-        for record_batch in self.file.iter_batches(batch_size=size):
+        # GeoParquet 1.1's covering columns (a bbox struct beside the geometry, written by
+        # geopandas' write_covering_bbox, GDAL, DuckDB...) describe it: not data to load.
+        covering = {path[0] for path in ((self.spec.get("covering") or {}).get("bbox")
+                                         or {}).values() if path}
+        columns = [n for n in self.file.schema_arrow.names
+                   if n not in covering or n == self.column]
+        for record_batch in self.file.iter_batches(batch_size=size, columns=columns):
             table = pa.Table.from_batches([record_batch])
             if self.column not in table.column_names:
                 raise VectorFileError(
@@ -220,6 +276,12 @@ def choose_layer(source: SourceFile, wanted: Optional[str]) -> Optional[str]:
             raise VectorFileError(
                 f"{source.label} has no layer {wanted!r}; its layers: "
                 f"{', '.join(names) or 'none'} (converter_params.layer_name)")
+        if dict(layers)[wanted] is None and source.fmt == "gpkg":
+            spatial = [name for name, gtype in layers if gtype is not None]
+            raise VectorFileError(
+                f"{source.label}'s layer {wanted!r} is a table without geometries: "
+                "nothing to load as features; its layers with geometries: "
+                f"{', '.join(spatial) or 'none'} (converter_params.layer_name)")
         return wanted
     spatial = [name for name, gtype in layers if gtype is not None] or names
     if not spatial:
@@ -267,6 +329,8 @@ def open_reader(source: SourceFile, converter: dict[str, Any]) -> Any:
         return ParquetReader(source)
     options: dict[str, Any] = {}
     layer = None
+    if source.fmt == "shp" and (encoding := dbf_encoding(source.path)):
+        options["encoding"] = encoding
     if source.fmt == "csv":
         options = csv_options(source, converter)
     elif source.fmt == "kml" and not converter.get("layer_name"):

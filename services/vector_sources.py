@@ -70,7 +70,7 @@ def check_content(path: Path, fmt: str, label: str) -> None:
             f"{label} is not {FORMAT_NAMES[fmt]}: its content looks like "
             f"{'unrecognized binary data' if found == 'unknown' else found}; check the "
             "file, or give file_extension for its real format")
-    text = head.lstrip(b"\xef\xbb\xbf \t\r\n")
+    text = head.lstrip(b"\xef\xbb\xbf \t\r\n\x1e")  # \x1e: a GeoJSON text sequence's
     if fmt in ("geojson", "json") and not text.startswith(b"{"):
         raise VectorFileError(f"{label} is not GeoJSON: it does not start with '{{'")
     if fmt == "kml" and not text.startswith(b"<"):
