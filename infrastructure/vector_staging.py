@@ -108,6 +108,9 @@ class VectorStaging:
                 if holder is None:
                     raise TransientError(f"the claim on table {target} changed hands; "
                                          "trying again")
+                if holder["job_id"] == job_id:  # a second delivery of this task, at once
+                    raise TransientError(f"another delivery of this job's prepare is "
+                                         f"loading {target}; trying again after it")
                 raise TableClaimedError(target, holder["job_id"], holder["claimed_at"])
 
     def run(self, job_id: str) -> Optional[Run]:
