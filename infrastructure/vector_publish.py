@@ -9,12 +9,13 @@ one after it; never a half-loaded table.
              the staging table is moved into place as for fail
 
 The primary key, the GiST index on geom and the asked attribute indexes are built on the
-staging table before the swap (it is not visible to readers), then ANALYZE. A publish
+staging table before the swap (it is not visible to readers), two at once, then ANALYZE. A publish
 delivered again after its commit finds the run published and answers what it did."""
 
 from __future__ import annotations
 
 import hashlib
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, Optional
 
 import psycopg
@@ -29,6 +30,7 @@ from .vector_staging import GEOMETRY, INGEST_SCHEMA, KEY, StagingMissingError, \
     staging_ident, staging_name
 
 LOCK_TIMEOUT = "60s"
+INDEX_BUILDS = 2  # indexes built at once on the staging table (one server core each)
 
 
 class PublishError(PermanentError):
@@ -161,35 +163,50 @@ class VectorPublisher:
 
     def _index_staging(self, job_id: str, table: str, spatial: bool,
                        attributes: list[str]) -> list[str]:
-        """The primary key and indexes under their final names (each step idempotent)."""
+        """The primary key and indexes under their final names (each step idempotent).
+        The indexes are built side by side, INDEX_BUILDS at once on connections of their
+        own (CREATE INDEX takes a SHARE lock, which does not block another); the primary
+        key then adopts its unique index (ADD CONSTRAINT ... USING INDEX, no second
+        build)."""
         staging = staging_ident(job_id)
         pkey = object_name(table, "pkey")
-        made = [pkey]
+        statements = [(pkey, sql.SQL("({})").format(sql.Identifier(KEY)), True)]
+        if spatial:
+            statements.append((object_name(table, "geom_gist"), sql.SQL(
+                "USING gist ({})").format(sql.Identifier(GEOMETRY)), False))
+        for column in attributes:
+            statements.append((object_name(table, f"{column}_idx"), sql.SQL("({})")
+                               .format(sql.Identifier(column)), False))
         with self._database().connection() as conn:
-            conn.autocommit = True
             has_key = conn.execute(
                 "SELECT 1 FROM pg_constraint WHERE conrelid = %s::regclass"
                 " AND contype = 'p'", (staging.as_string(conn),)).fetchone()
+            conn.rollback()
+
+        def build(name: str, how: sql.Composable, unique: bool) -> None:
+            if unique and has_key:
+                return
+            with self._database().connection() as conn:
+                conn.autocommit = True
+                conn.execute(sql.SQL("CREATE {}INDEX IF NOT EXISTS {} ON {} {}").format(
+                    sql.SQL("UNIQUE " if unique else ""), sql.Identifier(name), staging,
+                    how))
+
+        with ThreadPoolExecutor(max_workers=INDEX_BUILDS) as pool:
+            for future in [pool.submit(build, *statement) for statement in statements]:
+                future.result()
+        with self._database().connection() as conn:
+            conn.autocommit = True
             if not has_key:
-                conn.execute(sql.SQL("ALTER TABLE {} ADD CONSTRAINT {} PRIMARY KEY ({})")
-                             .format(staging, sql.Identifier(pkey), sql.Identifier(KEY)))
-            statements = []
-            if spatial:
-                statements.append((object_name(table, "geom_gist"), sql.SQL(
-                    "USING gist ({})").format(sql.Identifier(GEOMETRY))))
-            for column in attributes:
-                statements.append((object_name(table, f"{column}_idx"), sql.SQL("({})")
-                                   .format(sql.Identifier(column))))
-            for name, how in statements:
-                conn.execute(sql.SQL("CREATE INDEX IF NOT EXISTS {} ON {} {}").format(
-                    sql.Identifier(name), staging, how))
-                made.append(name)
+                conn.execute(sql.SQL("ALTER TABLE {} ADD CONSTRAINT {} PRIMARY KEY USING "
+                                     "INDEX {}").format(staging, sql.Identifier(pkey),
+                                                        sql.Identifier(pkey)))
             conn.execute(sql.SQL(
                 "SELECT setval(pg_get_serial_sequence({}, {}), coalesce(max({}), 0) + 1,"
                 " false) FROM {}").format(sql.Literal(staging.as_string(conn)),
                                           sql.Literal(KEY), sql.Identifier(KEY), staging))
             conn.execute(sql.SQL("ANALYZE {}").format(staging))
-        return made
+        return [name for name, _, _ in statements]
 
     @staticmethod
     def _drop_old(conn: psycopg.Connection, schema: str, table: str) -> None:
