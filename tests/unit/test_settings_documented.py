@@ -36,3 +36,15 @@ def test_service_bus_connection_selects_service_bus(monkeypatch):
     monkeypatch.setenv("ServiceBusConnection", "Endpoint=sb://x.servicebus.windows.net/;SharedAccessKeyName=k;SharedAccessKey=v")
     assert Settings().effective_queue_backend == "servicebus"
 
+
+
+def test_readme_settings_table_names_every_setting():
+    """README's Settings table names every setting config.py reads."""
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("\n## Settings\n", 1)[1].split("\n## ", 1)[0]
+    documented = set()
+    for line in section.splitlines():
+        if line.startswith("| `"):
+            documented.update(re.findall(r"`([^`]+)`", line.split("|")[1]))
+    read_by_config = {field.alias for field in Settings.model_fields.values()}
+    assert read_by_config - documented == set()
