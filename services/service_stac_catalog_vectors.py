@@ -46,7 +46,8 @@ def catalogue_table(schema: str, table: str, collection_id: str, job_id: str,
     if write.previous is not None and \
             (write.previous.get("properties") or {}).get("geojobs:created_by_job") == job_id:
         outcome = "inserted"  # this job's own earlier run (a redelivery) inserted it
-    return {"item_id": item["id"], "collection": collection_id, "outcome": outcome,
+    return {"item_id": item["id"], "collection_id": collection_id,
+            "collection": collection_id, "outcome": outcome,
             "bbox": facts.bbox, "row_count": facts.row_count,
             "geometry_types": facts.geometry_types, "srid": facts.srid,
             "geometry_column": facts.geometry_column,

@@ -73,7 +73,8 @@ def test_points_are_catalogued_and_found_through_pgstac_search(host, tables):
 
 def test_polygons_and_a_projected_srid(host, tables):
     r = catalog(host, "fields", collection_id="farm.fields_v1")
-    assert r["collection"] == "farm.fields_v1" and r["outcome"] == "inserted"
+    assert r["collection"] == r["collection_id"] == "farm.fields_v1"
+    assert r["outcome"] == "inserted"
     assert r["geometry_types"] == ["MULTIPOLYGON", "POLYGON"]
     assert r["bbox"] == pytest.approx([-3, 40, 2, 43])
     assert r["datetime_source"] == "catalogued_at"
