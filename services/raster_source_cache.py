@@ -9,8 +9,10 @@ between is a new entry, never a mix). It is written whole under a temporary name
 renamed. Users hold a shared lock on it (fcntl.flock on a lock file beside it, which is
 never removed: between processes and between threads alike) while they read it, so it is
 never removed under a task; a download holds the lock exclusively. The entries together stay under RASTER_SOURCE_CACHE_MB (least
-recently used out first, in use never) and none outlives KEEP_SECONDS unused; with the
-setting at 0 every task downloads into its own folder, as before.
+recently used out first, in use never) and none outlives KEEP_SECONDS unused; an entry
+is kept only where the disk keeps twice its size free beside it (a COG task's temporary
+file and output), else the task downloads into its own folder, as with the setting at
+0.
 
 A task on another instance finds no entry and downloads: the cache saves work, it is
 never needed for correctness."""
@@ -20,6 +22,7 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import os
+import shutil
 import tempfile
 import time
 from contextlib import contextmanager
@@ -32,6 +35,7 @@ from services.format_sniffing import SNIFF_BYTES
 from services.raster_sources import RasterFileError, check_raster_content, fetch_raster
 
 KEEP_SECONDS = 3600  # an entry unused this long is removed by the next download
+WORK_FACTOR = 2  # disk kept free beside an entry, in entry sizes (a COG's temp and output)
 
 
 def cache_root() -> Path:
@@ -90,21 +94,34 @@ def _entries() -> list[tuple[Path, os.stat_result]]:
     return found
 
 
-def _evict(room_for: int, limit: int) -> None:
+def _free_bytes() -> int:
+    return shutil.disk_usage(cache_root()).free
+
+
+def _make_room(room_for: int, limit: int) -> bool:
     """Remove unused entries: those unused for KEEP_SECONDS, then the least recently used
-    until room_for more bytes fit under limit. An entry in use (locked) is kept; one
-    another task removes meanwhile is simply gone."""
+    until room_for more bytes fit under limit and leave the disk room for the work on
+    them (a COG task writes a temporary file and its output beside the source: twice the
+    source again). An entry in use (locked) is kept; one another task removes meanwhile
+    is simply gone. Returns whether the new entry fits."""
     now = time.time()
     entries = sorted(_entries(), key=lambda e: e[1].st_mtime)
     total = sum(stat.st_size for _, stat in entries)
+    freed = 0
+
+    def fits() -> bool:
+        return total + room_for <= limit and \
+            _free_bytes() + freed - room_for >= WORK_FACTOR * room_for
+
     for path, stat in entries:
         stale = now - stat.st_mtime > KEEP_SECONDS
-        if not stale and total + room_for <= limit:
+        if not stale and fits():
             break
         with _flock(_lock_file(path), fcntl.LOCK_EX | fcntl.LOCK_NB) as taken:
             if taken:
                 path.unlink(missing_ok=True)
                 total -= stat.st_size
+    return fits()
 
 
 @contextmanager
@@ -128,8 +145,10 @@ def raster_source(blobs: Any, container: str, blob: str, work: Path) -> Iterator
             yield path
             return
     with _flock(lock, fcntl.LOCK_EX):
-        if not (path.is_file() and path.stat().st_size == info.size):
-            _evict(info.size, limit)
+        if not (path.is_file() and path.stat().st_size == info.size) and \
+                not _make_room(info.size, limit):
+            path = None  # no room to keep it: a download of the task's own, below
+        elif not (path.is_file() and path.stat().st_size == info.size):
             part = path.with_name(path.name + ".part")
             try:
                 blobs.download_file(container, blob, part, etag=info.etag)
@@ -142,7 +161,7 @@ def raster_source(blobs: Any, container: str, blob: str, work: Path) -> Iterator
                 part.unlink(missing_ok=True)
     # Readers hold the shared lock; between the two a removal may have come first.
     with _flock(lock, fcntl.LOCK_SH):
-        if path.is_file():
+        if path is not None and path.is_file():
             os.utime(path)
             yield path
             return

@@ -127,3 +127,19 @@ def test_entries_removed_by_another_task_meanwhile_are_skipped(counting, tmp_pat
     monkeypatch.setattr(cache, "KEEP_SECONDS", -1)  # everything is stale: evict all
     with cache.raster_source(counting, container, "b.tif", tmp_path / "w") as other:
         assert other.is_file()
+
+
+def test_a_source_is_kept_only_where_the_disk_has_room_for_the_work_on_it(
+        counting, tmp_path, monkeypatch):
+    container = get_settings().bronze_rasters_container
+    upload(counting, container, "a.tif", tiff(1, "uint8", size=300))
+    size = counting.get_properties(container, "a.tif").size
+    # the disk holds the source and once its size more, not the two a COG task needs
+    monkeypatch.setattr(cache, "_free_bytes", lambda: 2 * size)
+    with cache.raster_source(counting, container, "a.tif", tmp_path / "w") as path:
+        assert path.parent == tmp_path / "w" and path.is_file()
+    assert source_files() == []
+    monkeypatch.setattr(cache, "_free_bytes", lambda: 3 * size)
+    with cache.raster_source(counting, container, "a.tif", tmp_path / "w") as path:
+        assert path.parent != tmp_path / "w"
+    assert len(source_files()) == 1
