@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import json
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any, Callable, Optional
 
 import typer
 from rich.text import Text
@@ -34,6 +34,20 @@ def bulk_body(cfg: Config, command: str, job_id: Optional[str], filters: dict[st
                                  f"--job-type, ...) to {command} every job it matches",
                                  param_hint="ID")
     return {**filters, "dry_run": dry_run}
+
+
+def send(cfg: Config, command: str, job_id: Optional[str], body: Optional[dict[str, Any]],
+         one: Callable[[Any, str], Any], bulk_extra: Optional[dict[str, Any]] = None
+         ) -> tuple[Any, Any, Optional[str]]:
+    """The action on one job (one(client, its full id)) when body is None, else the bulk
+    request with body (and bulk_extra); returns the client, the answer and the job id."""
+    client = cfg.client()
+    with api_errors(cfg):
+        if body is None:
+            assert job_id is not None
+            job_id = resolve_id(cfg, client, job_id)
+            return client, one(client, job_id), job_id
+        return client, client.bulk(command, {**body, **(bulk_extra or {})}), job_id
 
 
 def show_action(cfg: Config, answer: Any, done: str, job_id: Optional[str] = None) -> None:
@@ -81,14 +95,9 @@ def cancel(ctx: typer.Context, job_id: OptionalId = None,
     filters = job_filters(status_, job_type, created_after, created_before, updated_after,
                           id_prefix)
     body = bulk_body(cfg, "cancel", job_id, filters, dry_run)
-    client = cfg.client()
-    with api_errors(cfg):
-        if body is None:
-            assert job_id is not None
-            job_id = resolve_id(cfg, client, job_id)
-            answer = client.cancel(job_id, reason)
-        else:
-            answer = client.bulk("cancel", {**body, **({"reason": reason} if reason else {})})
+    _, answer, job_id = send(cfg, "cancel", job_id, body,
+                             lambda client, one: client.cancel(one, reason),
+                             {"reason": reason} if reason else None)
     show_action(cfg, answer, "cancelled", job_id)
 
 
@@ -113,14 +122,10 @@ def rerun(ctx: typer.Context, job_id: OptionalId = None,
     body = bulk_body(cfg, "rerun", job_id, filters, dry_run)
     if watch_ and body is not None:
         raise typer.BadParameter("--watch goes with a job ID", param_hint="--watch")
-    client = cfg.client()
+    client, answer, job_id = send(cfg, "rerun", job_id, body,
+                                  lambda client, one: client.rerun(one, from_start),
+                                  {"from": "start"} if from_start else None)
     with api_errors(cfg):
-        if body is None:
-            assert job_id is not None
-            job_id = resolve_id(cfg, client, job_id)
-            answer = client.rerun(job_id, from_start)
-        else:
-            answer = client.bulk("rerun", {**body, **({"from": "start"} if from_start else {})})
         if not (watch_ and cfg.as_json):
             show_action(cfg, answer, "rerun", job_id)
         if watch_:
@@ -141,12 +146,6 @@ def purge(ctx: typer.Context, job_id: OptionalId = None,
     filters = job_filters(status_, job_type, created_after, created_before, updated_after,
                           id_prefix)
     body = bulk_body(cfg, "purge", job_id, filters, dry_run)
-    client = cfg.client()
-    with api_errors(cfg):
-        if body is None:
-            assert job_id is not None
-            job_id = resolve_id(cfg, client, job_id)
-            answer = client.purge(job_id)
-        else:
-            answer = client.bulk("purge", body)
+    _, answer, job_id = send(cfg, "purge", job_id, body,
+                             lambda client, one: client.purge(one))
     show_action(cfg, answer, "purged", job_id)
