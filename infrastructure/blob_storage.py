@@ -247,7 +247,7 @@ class BlobStorage:
         is a BlobChangedError."""
         condition: dict[str, Any] = {}
         if etag:
-            condition = {"etag": f'"{etag.strip(chr(34))}"',
+            condition = {"etag": '"' + etag.strip('"') + '"',
                          "match_condition": MatchConditions.IfNotModified}
         with open(path, "wb") as out, _translated(container, blob):
             try:

@@ -31,8 +31,7 @@ from typing import Any, Iterator
 
 from config import get_settings
 from services.blob_filter import MB
-from services.format_sniffing import SNIFF_BYTES
-from services.raster_sources import RasterFileError, check_raster_content, fetch_raster
+from services.raster_sources import download_checked, fetch_raster
 
 KEEP_SECONDS = 3600  # an entry unused this long is removed by the next download
 WORK_FACTOR = 2  # disk kept free beside an entry, in entry sizes (a COG's temp and output)
@@ -125,17 +124,18 @@ def _make_room(room_for: int, limit: int) -> bool:
 
 
 @contextmanager
-def raster_source(blobs: Any, container: str, blob: str, work: Path) -> Iterator[Path]:
+def raster_source(blobs: Any, container: str, blob: str, work: Path,
+                  info: Any = None) -> Iterator[Path]:
     """The blob's raster as a local file, for reading only, while the block runs: the
     instance's cached copy (downloaded now if there is none), or with the cache off (or
-    the file too large for it) a download into the folder `work`. Raises as fetch_raster
-    does (RasterFileError, BlobNotFoundError)."""
+    the file too large for it) a download into the folder `work`. info: the blob's
+    properties, when the caller has read them. Raises as fetch_raster does
+    (RasterFileError, BlobNotFoundError)."""
     settings = get_settings()
     limit = int(settings.raster_source_cache_mb * MB)
-    info = blobs.get_properties(container, blob)
-    label = f"{container}/{blob}"
+    info = info or blobs.get_properties(container, blob)
     if info.size > settings.raster_max_file_mb * MB or info.size > limit:
-        yield fetch_raster(blobs, container, blob, work)  # the limit's error, or no room
+        yield fetch_raster(blobs, container, blob, work, info)  # the limit's error
         return
     path = _entry_dir(blobs, container, blob) / _version_name(info, blob)
     lock = _lock_file(path)
@@ -151,12 +151,8 @@ def raster_source(blobs: Any, container: str, blob: str, work: Path) -> Iterator
         elif not (path.is_file() and path.stat().st_size == info.size):
             part = path.with_name(path.name + ".part")
             try:
-                blobs.download_file(container, blob, part, etag=info.etag)
-                with open(part, "rb") as f:
-                    check_raster_content(f.read(SNIFF_BYTES), blob, label)
-                if part.stat().st_size != info.size:
-                    raise RasterFileError(f"{label} changed size while it was read")
-                os.replace(part, path)
+                os.replace(download_checked(blobs, container, blob, info, part, pinned=True),
+                           path)
             finally:
                 part.unlink(missing_ok=True)
     # Readers hold the shared lock; between the two a removal may have come first.
@@ -165,7 +161,7 @@ def raster_source(blobs: Any, container: str, blob: str, work: Path) -> Iterator
             os.utime(path)
             yield path
             return
-    yield fetch_raster(blobs, container, blob, work)
+    yield fetch_raster(blobs, container, blob, work, info)
 
 
 def release_source(blobs: Any, container: str, blob: str) -> int:

@@ -73,29 +73,44 @@ def max_file_mb() -> float:
     return get_settings().raster_max_file_mb
 
 
-def fetch_raster(blobs: Any, container: str, blob: str, folder: Path) -> Path:
-    """Download container/blob into folder and return its path: refused (RasterFileError)
-    when larger than RASTER_MAX_FILE_MB or when its content cannot be a raster of its
-    name. A missing blob is infrastructure's BlobNotFoundError (permanent too)."""
+def _too_large(label: str, size: int, limit: float) -> RasterFileError:
+    return RasterFileError(
+        f"{label} is {size / MB:,.1f} MB, more than RASTER_MAX_FILE_MB ({limit:g} MB) "
+        "allows: raise the setting, or split the raster into tiles")
+
+
+def download_checked(blobs: Any, container: str, blob: str, info: Any, path: Path,
+                     pinned: bool = False) -> Path:
+    """Download container/blob (info: its properties) into path: refused
+    (RasterFileError) when larger than RASTER_MAX_FILE_MB or when its content cannot be
+    a raster of its name. pinned: only the version info describes (a blob replaced
+    meanwhile is infrastructure's BlobChangedError, transient; one of another size
+    is refused)."""
     label = f"{container}/{blob}"
     limit = max_file_mb()
-    info = blobs.get_properties(container, blob)
     if info.size > limit * MB:
-        raise RasterFileError(
-            f"{label} is {info.size / MB:,.1f} MB, more than RASTER_MAX_FILE_MB "
-            f"({limit:g} MB) allows: raise the setting, or split the raster into tiles")
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / (PurePosixPath(blob).name or "raster")
-    blobs.download_file(container, blob, path)
+        raise _too_large(label, info.size, limit)
+    blobs.download_file(container, blob, path, **({"etag": info.etag} if pinned else {}))
     size = path.stat().st_size
     if size > limit * MB:  # replaced by a larger upload since its properties were read
-        raise RasterFileError(
-            f"{label} is {size / MB:,.1f} MB, more than RASTER_MAX_FILE_MB ({limit:g} MB) "
-            "allows: raise the setting, or split the raster into tiles")
+        raise _too_large(label, size, limit)
+    if pinned and size != info.size:
+        raise RasterFileError(f"{label} changed size while it was read")
     with open(path, "rb") as f:
         check_raster_content(f.read(SNIFF_BYTES), blob, label)
     return path
+
+
+def fetch_raster(blobs: Any, container: str, blob: str, folder: Path,
+                 info: Any = None) -> Path:
+    """Download container/blob into folder and return its path (download_checked's
+    refusals). info: its properties, when the caller has read them. A missing blob is
+    infrastructure's BlobNotFoundError (permanent too)."""
+    info = info or blobs.get_properties(container, blob)
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    return download_checked(blobs, container, blob, info,
+                            folder / (PurePosixPath(blob).name or "raster"))
 
 
 def remove(folder: Optional[Path]) -> None:

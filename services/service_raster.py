@@ -97,7 +97,7 @@ def process_raster_cog(params: dict[str, Any], context: dict[str, Any]) -> dict[
         name = cog_blob(params, tier)
         storage.create_container(container)
         with raster_source(storage, params["container_name"], params["blob_name"],
-                           folder) as path:
+                           folder, source_info) as path:
             downloaded = time.monotonic()
             # the COG's blocks go up as GDAL writes them; the blob appears at commit,
             # once the COG is whole and valid
